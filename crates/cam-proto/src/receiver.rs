@@ -1,0 +1,545 @@
+//! The viewing side's state machine: picks the one stream it serves, assembles the few
+//! frames in flight, verifies them, releases them in order (never an older frame after a
+//! newer one), and acknowledges each: complete, missing ranges, or gone, with credit.
+//!
+//! Sans-IO: `handle_*` take input with the current time, `poll_*` give output.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::assembler::{Accepted, FrameAssembly};
+use crate::seq::{seq_distance, seq_newer};
+use crate::wire::{
+    AckRepr, AckStatus, Body, ChunkRepr, CommonRepr, Datagram, HeaderRepr, Kind, MissingRange,
+    MissingRanges, WireError, MAX_ACK_RANGES,
+};
+
+/// Completed frame numbers remembered, to re-acknowledge a frame whose ack was lost.
+const COMPLETED_KEPT: usize = 64;
+/// Acks waiting to go out; beyond this the oldest request is forgotten (the sender probes).
+const PENDING_ACKS_MAX: usize = 64;
+/// "Everything is missing": the answer for a frame of which nothing arrived.
+const ALL_MISSING: [MissingRange; 1] = [MissingRange {
+    start: 0,
+    len: u32::MAX,
+}];
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Frames declaring more bytes are refused before any memory is reserved.
+    pub max_frame_bytes: u32,
+    /// Frames assembled at once; older incomplete ones are given up.
+    pub max_in_flight: u32,
+    /// Silence after which another stream may take over.
+    pub switch_after: Duration,
+    /// Silence after which the stream is reported stalled.
+    pub stall_after: Duration,
+    /// An incomplete frame that made no progress for this long is dropped.
+    pub frame_timeout: Duration,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            max_frame_bytes: 8 << 20,
+            max_in_flight: 8,
+            switch_after: Duration::from_millis(500),
+            stall_after: Duration::from_secs(1),
+            frame_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A verified frame, its bytes exactly as sent.
+#[derive(Debug, Clone)]
+pub struct CompleteFrame {
+    pub stream_id: u32,
+    pub seq: u32,
+    pub data: Vec<u8>,
+    /// `None` when every chunk arrived but the header never did.
+    pub header: Option<HeaderRepr>,
+    pub remote: SocketAddr,
+    pub first_seen: Instant,
+    pub completed_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReceiverEvent {
+    Frame(CompleteFrame),
+    /// A stream was adopted: the first one, or a new one after silence or a restart.
+    StreamStarted {
+        stream_id: u32,
+        remote: SocketAddr,
+        replaced: Option<u32>,
+    },
+    /// The stream went silent.
+    Stalled {
+        stream_id: u32,
+        remote: SocketAddr,
+    },
+}
+
+/// Why a datagram was refused; every refusal is counted in `datagrams_invalid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("malformed: {0}")]
+    Malformed(#[from] WireError),
+    #[error("from another stream or address than the one being shown")]
+    Foreign,
+    #[error("frame larger than the limit")]
+    TooLarge,
+    #[error("disagrees with the frame's earlier datagrams")]
+    Mismatch,
+    #[error("not a datagram a client sends")]
+    Unexpected,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub datagrams_received: u64,
+    pub bytes_received: u64,
+    pub datagrams_invalid: u64,
+    pub datagrams_foreign: u64,
+    pub datagrams_duplicate: u64,
+    pub frames_completed: u64,
+    /// Incomplete frames given up (superseded, too old, timed out, evicted).
+    pub frames_dropped: u64,
+    pub crc_failures: u64,
+    pub acks_sent: u64,
+    pub streams_started: u64,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    remote: SocketAddr,
+    last_heard: Instant,
+    largest_pn: u64,
+    largest_pn_at: Instant,
+    slots: Vec<FrameAssembly>,
+    completed: VecDeque<u32>,
+    released: Option<u32>,
+    newest_seen: Option<u32>,
+    pending_acks: VecDeque<u32>,
+    stalled: bool,
+}
+
+enum FrameState {
+    Done,
+    Stale,
+    Assembling(usize),
+    Unknown,
+}
+
+impl Stream {
+    fn new(id: u32, remote: SocketAddr, now: Instant) -> Stream {
+        Stream {
+            id,
+            remote,
+            last_heard: now,
+            largest_pn: 0,
+            largest_pn_at: now,
+            slots: Vec::new(),
+            completed: VecDeque::new(),
+            released: None,
+            newest_seen: None,
+            pending_acks: VecDeque::new(),
+            stalled: false,
+        }
+    }
+
+    fn state(&self, seq: u32, max_in_flight: u32) -> FrameState {
+        if self.completed.contains(&seq) {
+            return FrameState::Done;
+        }
+        if let Some(i) = self.slots.iter().position(|s| s.seq() == seq) {
+            return FrameState::Assembling(i);
+        }
+        if self.released.is_some_and(|r| !seq_newer(seq, r)) {
+            return FrameState::Stale;
+        }
+        if self
+            .newest_seen
+            .is_some_and(|n| seq_distance(n, seq) >= max_in_flight)
+        {
+            return FrameState::Stale;
+        }
+        FrameState::Unknown
+    }
+
+    fn queue_ack(&mut self, seq: u32) {
+        if !self.pending_acks.contains(&seq) {
+            if self.pending_acks.len() >= PENDING_ACKS_MAX {
+                self.pending_acks.pop_front();
+            }
+            self.pending_acks.push_back(seq);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Receiver {
+    config: ReceiverConfig,
+    stream: Option<Stream>,
+    credit: u16,
+    next_pn: u64,
+    ranges: Vec<MissingRange>,
+    events: VecDeque<ReceiverEvent>,
+    stats: ReceiverStats,
+}
+
+impl Receiver {
+    pub fn new(config: ReceiverConfig) -> Receiver {
+        let credit = u16::try_from(config.max_in_flight).unwrap_or(u16::MAX);
+        Receiver {
+            config,
+            stream: None,
+            credit,
+            next_pn: 0,
+            ranges: Vec::with_capacity(MAX_ACK_RANGES),
+            events: VecDeque::new(),
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// The stream being served, if any.
+    pub fn current_stream(&self) -> Option<(u32, SocketAddr)> {
+        self.stream.as_ref().map(|s| (s.id, s.remote))
+    }
+
+    /// Bytes held in frames being assembled: the memory bound made visible.
+    pub fn buffered_bytes(&self) -> usize {
+        self.stream
+            .as_ref()
+            .map_or(0, |s| s.slots.iter().map(|a| a.total_len() as usize).sum())
+    }
+
+    /// How many more frames the application can take right now. Acks carry it, so the
+    /// sender never runs ahead of decoding; when it grows from zero, a window update goes out.
+    pub fn set_credit(&mut self, credit: u16) {
+        let reopened = self.credit == 0 && credit > 0;
+        self.credit = credit;
+        if reopened {
+            if let Some(stream) = self.stream.as_mut() {
+                if let Some(&seq) = stream.completed.back() {
+                    stream.queue_ack(seq);
+                }
+            }
+        }
+    }
+
+    /// Feeds one datagram. A refused one is counted, logged at debug, and changes nothing.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Refused> {
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        let result = self.handle_inner(now, remote, bytes);
+        if let Err(why) = result {
+            self.stats.datagrams_invalid += 1;
+            if why == Refused::Foreign {
+                self.stats.datagrams_foreign += 1;
+            }
+            log::debug!("refused {} bytes from {remote}: {why}", bytes.len());
+        }
+        result
+    }
+
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Refused> {
+        let datagram = Datagram::parse(bytes)?;
+        let common = datagram.common;
+        let declared_len = match &datagram.body {
+            Body::Header(h) => Some(h.total_len),
+            Body::Chunk(c) => Some(c.total_len),
+            Body::Probe => None,
+            Body::Ack(_) => return Err(Refused::Unexpected),
+        };
+        if declared_len.is_some_and(|len| len > self.config.max_frame_bytes) {
+            return Err(Refused::TooLarge);
+        }
+        self.select_stream(now, remote, common.stream_id)?;
+        let max_in_flight = self.config.max_in_flight;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Refused::Foreign);
+        };
+        stream.last_heard = now;
+        stream.stalled = false;
+        if common.packet_number >= stream.largest_pn {
+            stream.largest_pn = common.packet_number;
+            stream.largest_pn_at = now;
+        }
+        let seq = common.frame_seq;
+        log::trace!("{:?} seq {seq} pn {}", common.kind, common.packet_number);
+        match datagram.body {
+            Body::Probe => {
+                stream.queue_ack(seq);
+                Ok(())
+            }
+            Body::Header(header) => match stream.state(seq, max_in_flight) {
+                FrameState::Done | FrameState::Stale => {
+                    self.stats.datagrams_duplicate += 1;
+                    stream.queue_ack(seq);
+                    Ok(())
+                }
+                FrameState::Assembling(i) => match stream.slots[i].accept_header(&header) {
+                    Accepted::Mismatch => Err(Refused::Mismatch),
+                    Accepted::Duplicate => {
+                        self.stats.datagrams_duplicate += 1;
+                        Ok(())
+                    }
+                    Accepted::New => {
+                        self.after_progress(now, i);
+                        Ok(())
+                    }
+                },
+                FrameState::Unknown => {
+                    let assembly = FrameAssembly::from_header(seq, &header, now);
+                    let i = self.insert_slot(assembly);
+                    self.after_progress(now, i);
+                    Ok(())
+                }
+            },
+            Body::Chunk(chunk) => self.handle_chunk(now, seq, &chunk),
+            Body::Ack(_) => Err(Refused::Unexpected),
+        }
+    }
+
+    fn handle_chunk(
+        &mut self,
+        now: Instant,
+        seq: u32,
+        chunk: &ChunkRepr<'_>,
+    ) -> Result<(), Refused> {
+        let max_in_flight = self.config.max_in_flight;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Refused::Foreign);
+        };
+        let i = match stream.state(seq, max_in_flight) {
+            FrameState::Done | FrameState::Stale => {
+                self.stats.datagrams_duplicate += 1;
+                stream.queue_ack(seq);
+                return Ok(());
+            }
+            FrameState::Assembling(i) => i,
+            FrameState::Unknown => self.insert_slot(FrameAssembly::from_chunk(seq, chunk, now)),
+        };
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Refused::Foreign);
+        };
+        let slot = &mut stream.slots[i];
+        match slot.accept_chunk(chunk, now) {
+            Accepted::Mismatch => Err(Refused::Mismatch),
+            Accepted::Duplicate => {
+                self.stats.datagrams_duplicate += 1;
+                Ok(())
+            }
+            Accepted::New => {
+                // The tail arrived but holes remain: report them now rather than wait for a probe.
+                if chunk.index + 1 == slot.chunk_count() && !slot.is_complete() {
+                    stream.queue_ack(seq);
+                }
+                self.after_progress(now, i);
+                Ok(())
+            }
+        }
+    }
+
+    fn select_stream(&mut self, now: Instant, remote: SocketAddr, id: u32) -> Result<(), Refused> {
+        let replaced = match &self.stream {
+            Some(s) if s.id == id && s.remote == remote => return Ok(()),
+            // Same address, new id: the client restarted. Otherwise only after silence.
+            Some(s)
+                if s.remote == remote
+                    || now.saturating_duration_since(s.last_heard) >= self.config.switch_after =>
+            {
+                Some(s.id)
+            }
+            Some(_) => return Err(Refused::Foreign),
+            None => None,
+        };
+        if let Some(old) = self.stream.take() {
+            self.stats.frames_dropped += old.slots.len() as u64;
+        }
+        self.stream = Some(Stream::new(id, remote, now));
+        self.stats.streams_started += 1;
+        log::info!("serving stream {id:08x} from {remote}");
+        self.events.push_back(ReceiverEvent::StreamStarted {
+            stream_id: id,
+            remote,
+            replaced,
+        });
+        Ok(())
+    }
+
+    /// Adds a slot for a frame newer than anything released, making room by giving up the
+    /// frames that fell out of the window, then the oldest.
+    fn insert_slot(&mut self, assembly: FrameAssembly) -> usize {
+        let max_in_flight = self.config.max_in_flight;
+        let Some(stream) = self.stream.as_mut() else {
+            return 0;
+        };
+        let seq = assembly.seq();
+        if stream.newest_seen.is_none_or(|n| seq_newer(seq, n)) {
+            stream.newest_seen = Some(seq);
+        }
+        let newest = stream.newest_seen.unwrap_or(seq);
+        let before = stream.slots.len();
+        stream
+            .slots
+            .retain(|s| seq_distance(newest, s.seq()) < max_in_flight);
+        let mut dropped = before - stream.slots.len();
+        while stream.slots.len() >= max_in_flight.max(1) as usize {
+            let oldest = (0..stream.slots.len())
+                .min_by(|&a, &b| {
+                    if seq_newer(stream.slots[a].seq(), stream.slots[b].seq()) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Less
+                    }
+                })
+                .unwrap_or(0);
+            stream.slots.swap_remove(oldest);
+            dropped += 1;
+        }
+        self.stats.frames_dropped += dropped as u64;
+        stream.slots.push(assembly);
+        stream.slots.len() - 1
+    }
+
+    /// After new bytes: release the frame if it is complete and sound.
+    fn after_progress(&mut self, now: Instant, i: usize) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if !stream.slots[i].is_complete() {
+            return;
+        }
+        let seq = stream.slots[i].seq();
+        if !stream.slots[i].crc_matches() {
+            self.stats.crc_failures += 1;
+            log::debug!("frame {seq}: CRC mismatch, asking for it again");
+            stream.slots[i].reset();
+            stream.queue_ack(seq);
+            return;
+        }
+        let assembly = stream.slots.swap_remove(i);
+        let first_seen = assembly.started;
+        let (data, header) = assembly.into_data();
+        // Never show an older frame after this one: whatever is still incomplete below it goes.
+        let before = stream.slots.len();
+        stream.slots.retain(|s| seq_newer(s.seq(), seq));
+        self.stats.frames_dropped += (before - stream.slots.len()) as u64;
+        if stream.completed.len() >= COMPLETED_KEPT {
+            stream.completed.pop_front();
+        }
+        stream.completed.push_back(seq);
+        if stream.released.is_none_or(|r| seq_newer(seq, r)) {
+            stream.released = Some(seq);
+        }
+        stream.queue_ack(seq);
+        self.stats.frames_completed += 1;
+        self.events.push_back(ReceiverEvent::Frame(CompleteFrame {
+            stream_id: stream.id,
+            seq,
+            data,
+            header,
+            remote: stream.remote,
+            first_seen,
+            completed_at: now,
+        }));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if !stream.stalled
+            && now.saturating_duration_since(stream.last_heard) >= self.config.stall_after
+        {
+            stream.stalled = true;
+            self.events.push_back(ReceiverEvent::Stalled {
+                stream_id: stream.id,
+                remote: stream.remote,
+            });
+        }
+        let timeout = self.config.frame_timeout;
+        let before = stream.slots.len();
+        stream
+            .slots
+            .retain(|s| now.saturating_duration_since(s.last_progress) < timeout);
+        self.stats.frames_dropped += (before - stream.slots.len()) as u64;
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let stream = self.stream.as_ref()?;
+        let stall = (!stream.stalled).then(|| stream.last_heard + self.config.stall_after);
+        let slots = stream
+            .slots
+            .iter()
+            .map(|s| s.last_progress + self.config.frame_timeout);
+        slots.chain(stall).min()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// Writes the next ack into `buf`; returns where to send it.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let max_in_flight = self.config.max_in_flight;
+        let stream = self.stream.as_mut()?;
+        let seq = stream.pending_acks.pop_front()?;
+        let mut header_missing = false;
+        let (status, missing) = match stream.state(seq, max_in_flight) {
+            FrameState::Done => (AckStatus::Complete, MissingRanges::List(&[])),
+            FrameState::Stale => (AckStatus::Gone, MissingRanges::List(&[])),
+            FrameState::Assembling(i) => {
+                let slot = &stream.slots[i];
+                header_missing = slot.header().is_none();
+                slot.missing_ranges(&mut self.ranges, MAX_ACK_RANGES);
+                (AckStatus::Incomplete, MissingRanges::List(&self.ranges))
+            }
+            FrameState::Unknown => {
+                header_missing = true;
+                (AckStatus::Incomplete, MissingRanges::List(&ALL_MISSING))
+            }
+        };
+        let delay = now.saturating_duration_since(stream.largest_pn_at);
+        Datagram {
+            common: CommonRepr {
+                kind: Kind::Ack,
+                stream_id: stream.id,
+                packet_number: self.next_pn,
+                frame_seq: seq,
+            },
+            body: Body::Ack(AckRepr {
+                status,
+                header_missing,
+                window: self.credit,
+                largest_pn: stream.largest_pn,
+                ack_delay_us: u32::try_from(delay.as_micros()).unwrap_or(u32::MAX),
+                missing,
+            }),
+        }
+        .emit(buf);
+        self.next_pn += 1;
+        self.stats.acks_sent += 1;
+        Some(stream.remote)
+    }
+}

@@ -1,0 +1,566 @@
+//! The sending side's state machine: cuts frames into chunks, keeps a small window of
+//! frames in flight, answers the viewer's acks with selective retransmissions, probes when
+//! acks stop coming, and abandons a frame at its deadline so live video never stalls.
+//!
+//! Sans-IO: `handle_*` take input with the current time, `poll_*` give output.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::rtt::RttEstimator;
+use crate::seq::seq_newer;
+use crate::wire::{
+    AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
+};
+
+/// Longest wait between probes: bounds how long a restarted viewer goes unnoticed.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Send times kept for RTT samples; older packet numbers simply give no sample.
+const SENT_TIMES_KEPT: usize = 1 << 15;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Frame bytes per chunk datagram.
+    pub chunk_size: u16,
+    /// Upper bound on frames in flight at once.
+    pub max_in_flight: usize,
+    /// Overrides the RTT-derived wait before probing a frame whose ack is overdue.
+    pub ack_timeout: Option<Duration>,
+    /// Overrides the derived time after which an unacknowledged frame is abandoned.
+    pub frame_deadline: Option<Duration>,
+    /// Target interval between frames (`None`: as fast as acks allow).
+    pub frame_interval: Option<Duration>,
+    /// RTT assumed before the first sample.
+    pub initial_rtt: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            chunk_size: 1200,
+            max_in_flight: 8,
+            ack_timeout: None,
+            frame_deadline: None,
+            frame_interval: None,
+            initial_rtt: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A frame to send: encoded bytes plus what the header says about them.
+#[derive(Debug, Clone)]
+pub struct OutgoingFrame {
+    pub data: Vec<u8>,
+    pub width: u16,
+    pub height: u16,
+    /// Wall-clock microseconds since the Unix epoch.
+    pub capture_ts_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbandonReason {
+    /// No complete ack before the frame's deadline.
+    Deadline,
+    /// The viewer said it dropped the frame.
+    ViewerGone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEvent {
+    Acked {
+        seq: u32,
+        /// From the frame's first datagram to its complete ack.
+        delivery_time: Duration,
+        retransmits: u32,
+    },
+    Abandoned {
+        seq: u32,
+        reason: AbandonReason,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// `can_send` was false: the window or the viewer's credit is full.
+    WindowFull,
+    /// Empty frames carry nothing to show.
+    Empty,
+    /// Larger than 4 GiB: the wire's length field cannot say it.
+    TooLarge,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::WindowFull => "no room in the send window",
+            SendError::Empty => "empty frame",
+            SendError::TooLarge => "frame larger than 4 GiB",
+        })
+    }
+}
+impl std::error::Error for SendError {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    pub frames_timed_out: u64,
+    pub frames_refused: u64,
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    /// Chunks and headers sent again after the viewer reported them missing.
+    pub retransmits: u64,
+    pub probes: u64,
+    pub acks_received: u64,
+    pub datagrams_invalid: u64,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    seq: u32,
+    header: HeaderRepr,
+    data: Vec<u8>,
+    chunk_count: u32,
+    next_new: u32,
+    /// Packet number of each chunk's latest transmission (`u64::MAX`: not yet sent).
+    sent_pn: Vec<u64>,
+    queued: Vec<bool>,
+    retransmit: VecDeque<u32>,
+    header_pn: u64,
+    header_pending: bool,
+    probe_pending: bool,
+    first_sent: Option<Instant>,
+    last_sent: Instant,
+    probe_at: Option<Instant>,
+    probes_unanswered: u32,
+    deadline: Instant,
+    retransmits: u32,
+}
+
+impl InFlight {
+    fn has_data_pending(&self) -> bool {
+        self.header_pending || !self.retransmit.is_empty() || self.next_new < self.chunk_count
+    }
+}
+
+#[derive(Debug)]
+pub struct Sender {
+    config: SenderConfig,
+    stream_id: u32,
+    next_pn: u64,
+    next_seq: u32,
+    in_flight: VecDeque<InFlight>,
+    /// Highest frame sequence the viewer currently lets us send.
+    credit_limit: u32,
+    credit_seq: Option<u32>,
+    zero_window_probe_at: Option<Instant>,
+    zero_window_probe_pending: bool,
+    rtt: RttEstimator,
+    largest_acked_pn: Option<u64>,
+    sent_times: VecDeque<Instant>,
+    sent_times_base: u64,
+    events: VecDeque<SenderEvent>,
+    stats: SenderStats,
+}
+
+impl Sender {
+    pub fn new(stream_id: u32, first_seq: u32, config: SenderConfig) -> Sender {
+        let rtt = RttEstimator::new(config.initial_rtt);
+        Sender {
+            config,
+            stream_id,
+            next_pn: 0,
+            next_seq: first_seq,
+            in_flight: VecDeque::new(),
+            credit_limit: first_seq,
+            credit_seq: None,
+            zero_window_probe_at: None,
+            zero_window_probe_pending: false,
+            rtt,
+            largest_acked_pn: None,
+            sent_times: VecDeque::new(),
+            sent_times_base: 0,
+            events: VecDeque::new(),
+            stats: SenderStats::default(),
+        }
+    }
+
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+    pub fn frames_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Frames allowed in flight: enough to cover one round trip at the target frame rate
+    /// (RTT × fps + 1), so a long link still carries the full rate; 1 when unpaced or on
+    /// a short link, where waiting for each ack costs nothing.
+    pub fn window(&self) -> usize {
+        let w = match self.config.frame_interval {
+            Some(interval) if self.rtt.has_sample() && !interval.is_zero() => {
+                let rtt = self.rtt.smoothed().as_secs_f64();
+                (rtt / interval.as_secs_f64()).ceil() as usize + 1
+            }
+            _ => 1,
+        };
+        w.clamp(1, self.config.max_in_flight.max(1))
+    }
+
+    fn pto(&self) -> Duration {
+        self.config.ack_timeout.unwrap_or_else(|| self.rtt.pto())
+    }
+
+    /// A few probe timeouts, and never less than two frame intervals.
+    pub fn frame_deadline(&self) -> Duration {
+        self.config.frame_deadline.unwrap_or_else(|| {
+            let by_rtt = self.rtt.pto() * 4;
+            let by_rate = self.config.frame_interval.unwrap_or_default() * 2;
+            by_rtt.max(by_rate)
+        })
+    }
+
+    /// True when a new frame may go now: a free slot in the window and credit from the viewer.
+    pub fn can_send(&self) -> bool {
+        self.in_flight.len() < self.window() && !seq_newer(self.next_seq, self.credit_limit)
+    }
+
+    /// Queues a frame; its datagrams come out of `poll_transmit`. Returns its sequence number.
+    pub fn send_frame(&mut self, now: Instant, frame: OutgoingFrame) -> Result<u32, SendError> {
+        if !self.can_send() {
+            return Err(SendError::WindowFull);
+        }
+        if frame.data.is_empty() {
+            return Err(SendError::Empty);
+        }
+        let total_len = u32::try_from(frame.data.len()).map_err(|_| SendError::TooLarge)?;
+        let header = HeaderRepr {
+            total_len,
+            chunk_size: self.config.chunk_size.max(1),
+            codec: Codec::Jpeg,
+            width: frame.width,
+            height: frame.height,
+            capture_ts_us: frame.capture_ts_us,
+            crc32: crc32fast::hash(&frame.data),
+        };
+        let chunk_count = header.chunk_count();
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.in_flight.push_back(InFlight {
+            seq,
+            header,
+            data: frame.data,
+            chunk_count,
+            next_new: 0,
+            sent_pn: vec![u64::MAX; chunk_count as usize],
+            queued: vec![false; chunk_count as usize],
+            retransmit: VecDeque::new(),
+            header_pn: u64::MAX,
+            header_pending: true,
+            probe_pending: false,
+            first_sent: None,
+            last_sent: now,
+            probe_at: None,
+            probes_unanswered: 0,
+            deadline: now + self.frame_deadline(),
+            retransmits: 0,
+        });
+        self.stats.frames_sent += 1;
+        self.zero_window_probe_at = None;
+        Ok(seq)
+    }
+
+    /// Feeds one datagram from the viewer. A refused datagram is counted and changes nothing.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), WireError> {
+        let result = self.handle_datagram_inner(now, bytes);
+        if result.is_err() {
+            self.stats.datagrams_invalid += 1;
+        }
+        result
+    }
+
+    fn handle_datagram_inner(&mut self, now: Instant, bytes: &[u8]) -> Result<(), WireError> {
+        let datagram = Datagram::parse(bytes)?;
+        let ack = match datagram.body {
+            Body::Ack(ack) if datagram.common.stream_id == self.stream_id => ack,
+            Body::Ack(_) => return Err(WireError::BadReserved),
+            _ => return Err(WireError::BadKind(datagram.common.kind as u8)),
+        };
+        self.stats.acks_received += 1;
+        self.take_rtt_sample(now, &ack);
+        let seq = datagram.common.frame_seq;
+        self.update_credit(seq, ack.window);
+        log::trace!("ack seq {seq} {:?} window {}", ack.status, ack.window);
+        let Some(pos) = self.in_flight.iter().position(|f| f.seq == seq) else {
+            return Ok(());
+        };
+        match ack.status {
+            AckStatus::Complete => {
+                if let Some(frame) = self.in_flight.remove(pos) {
+                    self.stats.frames_acked += 1;
+                    self.events.push_back(SenderEvent::Acked {
+                        seq,
+                        delivery_time: frame
+                            .first_sent
+                            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+                        retransmits: frame.retransmits,
+                    });
+                }
+            }
+            AckStatus::Gone => {
+                self.in_flight.remove(pos);
+                self.stats.frames_refused += 1;
+                self.events.push_back(SenderEvent::Abandoned {
+                    seq,
+                    reason: AbandonReason::ViewerGone,
+                });
+                self.credit_after_loss(seq);
+            }
+            AckStatus::Incomplete => {
+                let pto = self.pto();
+                let frame = &mut self.in_flight[pos];
+                frame.probes_unanswered = 0;
+                frame.probe_at = None;
+                queue_missing(frame, &ack);
+                if !frame.has_data_pending() {
+                    frame.probe_at = Some(now + pto);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_rtt_sample(&mut self, now: Instant, ack: &AckRepr<'_>) {
+        if self.largest_acked_pn.is_some_and(|pn| ack.largest_pn <= pn) {
+            return;
+        }
+        let Some(sent) = ack
+            .largest_pn
+            .checked_sub(self.sent_times_base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.sent_times.get(i))
+        else {
+            return;
+        };
+        self.largest_acked_pn = Some(ack.largest_pn);
+        let sample = now.saturating_duration_since(*sent);
+        self.rtt
+            .update(sample, Duration::from_micros(u64::from(ack.ack_delay_us)));
+    }
+
+    fn update_credit(&mut self, seq: u32, window: u16) {
+        let newer = match self.credit_seq {
+            None => true,
+            Some(s) => !seq_newer(s, seq),
+        };
+        if newer {
+            self.credit_seq = Some(seq);
+            let limit = seq.wrapping_add(u32::from(window));
+            // Credit given for an older frame is not taken back by a later, smaller grant
+            // that merely reflects frames already sent.
+            if seq_newer(limit, self.credit_limit) || window == 0 {
+                self.credit_limit = limit;
+            }
+            if window > 0 {
+                self.zero_window_probe_at = None;
+            }
+        }
+    }
+
+    /// A frame that will never be acknowledged must not hold back the next one.
+    fn credit_after_loss(&mut self, seq: u32) {
+        let next = seq.wrapping_add(1);
+        if seq_newer(next, self.credit_limit) {
+            self.credit_limit = next;
+        }
+    }
+
+    /// Runs timers: probes for overdue acks, abandons frames past their deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let pto = self.pto();
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            let frame = &mut self.in_flight[i];
+            if now >= frame.deadline {
+                let seq = frame.seq;
+                self.in_flight.remove(i);
+                self.stats.frames_timed_out += 1;
+                log::debug!("frame {seq} abandoned at its deadline");
+                self.events.push_back(SenderEvent::Abandoned {
+                    seq,
+                    reason: AbandonReason::Deadline,
+                });
+                self.credit_after_loss(seq);
+                continue;
+            }
+            if frame.probe_at.is_some_and(|t| now >= t) {
+                frame.probe_pending = true;
+                frame.probes_unanswered += 1;
+                frame.probe_at = Some(now + probe_interval(pto, frame.probes_unanswered));
+            }
+            i += 1;
+        }
+        if self.in_flight.is_empty() && seq_newer(self.next_seq, self.credit_limit) {
+            match self.zero_window_probe_at {
+                None => self.zero_window_probe_at = Some(now + pto),
+                Some(t) if now >= t => {
+                    self.zero_window_probe_pending = true;
+                    self.zero_window_probe_at = Some(now + probe_interval(pto, 2));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// When `handle_timeout` next has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let frames = self
+            .in_flight
+            .iter()
+            .flat_map(|f| [Some(f.deadline), f.probe_at])
+            .flatten();
+        frames.chain(self.zero_window_probe_at).min()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    /// Writes the next datagram to send into `buf` (replacing its contents). Returns false
+    /// when there is nothing to send now.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let pto = self.pto();
+        let pn = self.next_pn;
+        let stream_id = self.stream_id;
+        let common = |kind, frame_seq| CommonRepr {
+            kind,
+            stream_id,
+            packet_number: pn,
+            frame_seq,
+        };
+        let mut sent_retransmit = false;
+        let mut built = false;
+        for frame in self.in_flight.iter_mut() {
+            let seq = frame.seq;
+            let body = if frame.probe_pending {
+                frame.probe_pending = false;
+                self.stats.probes += 1;
+                Body::Probe
+            } else if frame.header_pending {
+                frame.header_pending = false;
+                if frame.header_pn != u64::MAX {
+                    sent_retransmit = true;
+                }
+                frame.header_pn = pn;
+                Body::Header(frame.header)
+            } else if let Some(index) = frame.retransmit.pop_front() {
+                frame.queued[index as usize] = false;
+                sent_retransmit = true;
+                frame.sent_pn[index as usize] = pn;
+                chunk_body(frame, index)
+            } else if frame.next_new < frame.chunk_count {
+                let index = frame.next_new;
+                frame.next_new += 1;
+                frame.sent_pn[index as usize] = pn;
+                chunk_body(frame, index)
+            } else {
+                continue;
+            };
+            let kind = match body {
+                Body::Probe => Kind::Probe,
+                Body::Header(_) => Kind::Header,
+                _ => Kind::Chunk,
+            };
+            Datagram {
+                common: common(kind, seq),
+                body,
+            }
+            .emit(buf);
+            frame.first_sent.get_or_insert(now);
+            frame.last_sent = now;
+            if sent_retransmit {
+                frame.retransmits += 1;
+            }
+            if !frame.has_data_pending() && frame.probe_at.is_none() {
+                frame.probe_at = Some(now + pto);
+            }
+            built = true;
+            break;
+        }
+        if !built && self.zero_window_probe_pending {
+            self.zero_window_probe_pending = false;
+            let Some(seq) = self.credit_seq else {
+                return false;
+            };
+            self.stats.probes += 1;
+            Datagram {
+                common: common(Kind::Probe, seq),
+                body: Body::Probe,
+            }
+            .emit(buf);
+            built = true;
+        }
+        if !built {
+            return false;
+        }
+        if sent_retransmit {
+            self.stats.retransmits += 1;
+        }
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += buf.len() as u64;
+        self.next_pn += 1;
+        self.sent_times.push_back(now);
+        if self.sent_times.len() > SENT_TIMES_KEPT {
+            self.sent_times.pop_front();
+            self.sent_times_base += 1;
+        }
+        true
+    }
+}
+
+fn chunk_body(frame: &InFlight, index: u32) -> Body<'_> {
+    let size = usize::from(frame.header.chunk_size);
+    let start = index as usize * size;
+    let end = (start + size).min(frame.data.len());
+    Body::Chunk(ChunkRepr {
+        index,
+        total_len: frame.header.total_len,
+        crc32: frame.header.crc32,
+        chunk_size: frame.header.chunk_size,
+        codec: frame.header.codec,
+        payload: &frame.data[start..end],
+    })
+}
+
+/// Queues the chunks an ack reports missing, but only those whose latest transmission the
+/// viewer must already have seen (sent before its largest received packet): later ones
+/// may still be on their way, and sending them again would only duplicate.
+fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) {
+    if ack.header_missing && frame.header_pn <= ack.largest_pn {
+        frame.header_pending = true;
+    }
+    for range in ack.missing.iter() {
+        let end = range.end().min(u64::from(frame.next_new)) as u32;
+        for index in range.start..end {
+            let i = index as usize;
+            if !frame.queued[i] && frame.sent_pn[i] <= ack.largest_pn {
+                frame.queued[i] = true;
+                frame.retransmit.push_back(index);
+            }
+        }
+    }
+}
+
+/// Exponential backoff for unanswered probes, capped so a restarted viewer is found quickly.
+fn probe_interval(pto: Duration, unanswered: u32) -> Duration {
+    let factor = 1u32 << unanswered.min(6);
+    (pto * factor).min(MAX_PROBE_INTERVAL).max(pto)
+}

@@ -1,0 +1,375 @@
+//! The camstream wire format, version 1.
+//!
+//! Every datagram is a 24-byte common header followed by a body whose layout depends on
+//! the datagram's kind. Parsing follows smoltcp's `wire` module: a checked view over the
+//! bytes (`Packet`), a plain struct for the meaning (`*Repr`), `parse`/`emit` between them.
+//! Every length is checked once in `new_checked`; after that no accessor can panic.
+//! See `PROTOCOL.md` for the byte layouts and the reasons behind them.
+
+mod ack;
+mod chunk;
+mod header;
+
+pub use ack::{AckRepr, AckStatus, MissingRange, MissingRanges, MAX_ACK_RANGES};
+pub use chunk::{ChunkRepr, CHUNK_OVERHEAD};
+pub use header::{chunk_count, Codec, HeaderRepr};
+
+use core::ops::Range;
+
+type Field = Range<usize>;
+
+/// The two bytes every camstream datagram starts with ("CS").
+pub const MAGIC: [u8; 2] = *b"CS";
+/// The only wire version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Flag bit reserved for authenticated encryption: body encrypted, 16-byte tag at the end.
+/// Version 1 without a key sends it clear and refuses datagrams that set it.
+pub const FLAG_SEALED: u8 = 0x01;
+/// Bytes an AEAD tag will add at the end of a sealed datagram.
+pub const TAG_LEN: usize = 16;
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+mod field {
+    use super::Field;
+    pub const MAGIC: Field = 0..2;
+    pub const VERSION: usize = 2;
+    pub const KIND: usize = 3;
+    pub const FLAGS: usize = 4;
+    pub const RESERVED: Field = 5..8;
+    pub const STREAM_ID: Field = 8..12;
+    pub const PACKET_NUMBER: Field = 12..20;
+    pub const FRAME_SEQ: Field = 20..24;
+    pub const BODY: usize = FRAME_SEQ.end;
+}
+
+/// Length of the common header that starts every datagram.
+pub const HEADER_LEN: usize = field::BODY;
+
+/// Why a datagram was refused. The viewer counts these by kind and logs them at debug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("datagram truncated")]
+    Truncated,
+    #[error("bad magic (not a camstream datagram)")]
+    BadMagic,
+    #[error("unsupported wire version {0}")]
+    BadVersion(u8),
+    #[error("unknown datagram kind {0}")]
+    BadKind(u8),
+    #[error("unsupported flags {0:#04x}")]
+    BadFlags(u8),
+    #[error("non-zero reserved field")]
+    BadReserved,
+    #[error("inconsistent length field")]
+    BadLength,
+    #[error("chunk index out of range")]
+    BadIndex,
+    #[error("unknown codec {0}")]
+    BadCodec(u8),
+    #[error("bad acknowledgement")]
+    BadAck,
+}
+
+pub type Result<T> = core::result::Result<T, WireError>;
+
+/// What a datagram carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Frame metadata: size, chunking, picture size, capture time, CRC.
+    Header = 1,
+    /// One slice of a frame's bytes, placeable without the header.
+    Chunk = 2,
+    /// Viewer to client: a frame's state (complete / missing ranges / gone) and flow-control credit.
+    Ack = 3,
+    /// Client to viewer: "tell me where frame N stands"; answered by an ack.
+    Probe = 4,
+}
+
+impl Kind {
+    fn from_u8(value: u8) -> Result<Kind> {
+        match value {
+            1 => Ok(Kind::Header),
+            2 => Ok(Kind::Chunk),
+            3 => Ok(Kind::Ack),
+            4 => Ok(Kind::Probe),
+            other => Err(WireError::BadKind(other)),
+        }
+    }
+}
+
+fn read_u16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+fn read_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+fn read_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// A checked view over one datagram's bytes.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it; accessors may panic until `check_len` passed.
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps a buffer and makes sure every accessor can read what it needs.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    pub fn check_len(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            Err(WireError::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn magic(&self) -> [u8; 2] {
+        let b = &self.buffer.as_ref()[field::MAGIC];
+        [b[0], b[1]]
+    }
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VERSION]
+    }
+    pub fn kind_raw(&self) -> u8 {
+        self.buffer.as_ref()[field::KIND]
+    }
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
+    }
+    pub fn reserved(&self) -> [u8; 3] {
+        let b = &self.buffer.as_ref()[field::RESERVED];
+        [b[0], b[1], b[2]]
+    }
+    pub fn stream_id(&self) -> u32 {
+        read_u32(&self.buffer.as_ref()[field::STREAM_ID])
+    }
+    pub fn packet_number(&self) -> u64 {
+        read_u64(&self.buffer.as_ref()[field::PACKET_NUMBER])
+    }
+    pub fn frame_seq(&self) -> u32 {
+        read_u32(&self.buffer.as_ref()[field::FRAME_SEQ])
+    }
+    /// The kind-specific bytes after the common header.
+    pub fn body(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::BODY..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    fn set_common(&mut self, repr: &CommonRepr) {
+        let b = self.buffer.as_mut();
+        b[field::MAGIC].copy_from_slice(&MAGIC);
+        b[field::VERSION] = VERSION;
+        b[field::KIND] = repr.kind as u8;
+        b[field::FLAGS] = 0;
+        b[field::RESERVED].fill(0);
+        b[field::STREAM_ID].copy_from_slice(&repr.stream_id.to_be_bytes());
+        b[field::PACKET_NUMBER].copy_from_slice(&repr.packet_number.to_be_bytes());
+        b[field::FRAME_SEQ].copy_from_slice(&repr.frame_seq.to_be_bytes());
+    }
+    pub fn body_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[field::BODY..]
+    }
+}
+
+/// The meaning of the common header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommonRepr {
+    pub kind: Kind,
+    /// Random per client run: tells streams (and restarts) apart.
+    pub stream_id: u32,
+    /// Per direction, strictly increasing, never reused within a stream: identifies each
+    /// transmission (so a retransmission is distinguishable from its original for RTT
+    /// samples) and is the future AEAD nonce and replay-window counter.
+    pub packet_number: u64,
+    /// The frame this datagram concerns.
+    pub frame_seq: u32,
+}
+
+impl CommonRepr {
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
+        packet.check_len()?;
+        if packet.magic() != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if packet.version() != VERSION {
+            return Err(WireError::BadVersion(packet.version()));
+        }
+        if packet.flags() != 0 {
+            return Err(WireError::BadFlags(packet.flags()));
+        }
+        if packet.reserved() != [0; 3] {
+            return Err(WireError::BadReserved);
+        }
+        Ok(CommonRepr {
+            kind: Kind::from_u8(packet.kind_raw())?,
+            stream_id: packet.stream_id(),
+            packet_number: packet.packet_number(),
+            frame_seq: packet.frame_seq(),
+        })
+    }
+}
+
+/// A whole datagram's meaning, borrowed from the bytes it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub common: CommonRepr,
+    pub body: Body<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body<'a> {
+    Header(HeaderRepr),
+    Chunk(ChunkRepr<'a>),
+    Ack(AckRepr<'a>),
+    Probe,
+}
+
+impl<'a> Datagram<'a> {
+    /// Checks and interprets untrusted bytes. Never panics, whatever the input.
+    pub fn parse(bytes: &'a [u8]) -> Result<Datagram<'a>> {
+        let packet = Packet::new_checked(bytes)?;
+        let common = CommonRepr::parse(&packet)?;
+        let body_bytes = &bytes[HEADER_LEN..];
+        let body = match common.kind {
+            Kind::Header => Body::Header(HeaderRepr::parse(body_bytes)?),
+            Kind::Chunk => Body::Chunk(ChunkRepr::parse(body_bytes)?),
+            Kind::Ack => Body::Ack(AckRepr::parse(body_bytes)?),
+            Kind::Probe => {
+                if !body_bytes.is_empty() {
+                    return Err(WireError::BadLength);
+                }
+                Body::Probe
+            }
+        };
+        Ok(Datagram { common, body })
+    }
+
+    /// Bytes needed to emit this datagram.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN
+            + match &self.body {
+                Body::Header(h) => h.buffer_len(),
+                Body::Chunk(c) => c.buffer_len(),
+                Body::Ack(a) => a.buffer_len(),
+                Body::Probe => 0,
+            }
+    }
+
+    /// Writes the datagram into `buf`, replacing its contents; the caller reuses `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.resize(self.buffer_len(), 0);
+        let mut packet = Packet::new_unchecked(&mut buf[..]);
+        let mut common = self.common;
+        common.kind = match self.body {
+            Body::Header(_) => Kind::Header,
+            Body::Chunk(_) => Kind::Chunk,
+            Body::Ack(_) => Kind::Ack,
+            Body::Probe => Kind::Probe,
+        };
+        packet.set_common(&common);
+        let body = packet.body_mut();
+        match &self.body {
+            Body::Header(h) => h.emit(body),
+            Body::Chunk(c) => c.emit(body),
+            Body::Ack(a) => a.emit(body),
+            Body::Probe => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROBE_BYTES: [u8; 24] = [
+        b'C', b'S', 1, 4, 0, 0, 0, 0, // magic, version, kind=probe, flags, reserved
+        0xde, 0xad, 0xbe, 0xef, // stream id
+        0, 0, 0, 0, 0, 0, 0x01, 0x02, // packet number
+        0, 0, 0, 7, // frame seq
+    ];
+
+    fn probe() -> Datagram<'static> {
+        Datagram {
+            common: CommonRepr {
+                kind: Kind::Probe,
+                stream_id: 0xdead_beef,
+                packet_number: 0x0102,
+                frame_seq: 7,
+            },
+            body: Body::Probe,
+        }
+    }
+
+    #[test]
+    fn deconstruct_probe() {
+        let packet = Packet::new_checked(&PROBE_BYTES[..]).unwrap();
+        assert_eq!(packet.magic(), MAGIC);
+        assert_eq!(packet.version(), 1);
+        assert_eq!(packet.kind_raw(), 4);
+        assert_eq!(packet.stream_id(), 0xdead_beef);
+        assert_eq!(packet.packet_number(), 0x0102);
+        assert_eq!(packet.frame_seq(), 7);
+        assert!(packet.body().is_empty());
+    }
+
+    #[test]
+    fn parse_and_emit_probe() {
+        assert_eq!(Datagram::parse(&PROBE_BYTES).unwrap(), probe());
+        let mut buf = Vec::new();
+        probe().emit(&mut buf);
+        assert_eq!(buf, PROBE_BYTES);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        for len in 0..PROBE_BYTES.len() {
+            assert_eq!(
+                Datagram::parse(&PROBE_BYTES[..len]),
+                Err(WireError::Truncated)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_common_fields() {
+        let mut b = PROBE_BYTES;
+        b[0] = b'X';
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadMagic));
+        let mut b = PROBE_BYTES;
+        b[2] = 2;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadVersion(2)));
+        let mut b = PROBE_BYTES;
+        b[3] = 9;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadKind(9)));
+        let mut b = PROBE_BYTES;
+        b[4] = FLAG_SEALED;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadFlags(1)));
+        let mut b = PROBE_BYTES;
+        b[6] = 1;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadReserved));
+        let mut b = PROBE_BYTES.to_vec();
+        b.push(0);
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
+    }
+}
