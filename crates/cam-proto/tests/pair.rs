@@ -1,6 +1,8 @@
 //! A sender and a receiver over simulated links on simulated time: loss, reordering,
 //! duplication, restarts and hostile datagrams, deterministic and in milliseconds.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it set up itself
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,105 @@
+//! The capture thread: pulls frames from the source (camera, test card, files) and encodes
+//! them while the sending loop waits for acks, so capture overlaps with the network.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cam_proto::sender::OutgoingFrame;
+use crossbeam_channel::{bounded, Receiver, TrySendError};
+
+use crate::source::{FrameSource, SourceError};
+
+/// What the capture thread hands over: a frame, or the reason it stopped.
+#[derive(Debug)]
+pub enum Captured {
+    Frame(OutgoingFrame),
+    Failed(SourceError),
+    Exhausted,
+}
+
+/// Wall-clock microseconds since the Unix epoch: capture times cross machines.
+pub fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Starts the capture thread. A live or paced source keeps only the newest frame when the
+/// sender falls behind (old frames are worth nothing to a live picture); an unpaced file or
+/// test-card source waits instead, so that every frame goes out in order.
+pub fn spawn(
+    mut source: Box<dyn FrameSource>,
+    fps: u32,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(Receiver<Captured>, JoinHandle<u64>)> {
+    let (tx, rx) = bounded::<Captured>(1);
+    let drain = rx.clone();
+    let newest_wins = source.is_live() || fps > 0;
+    let interval = (fps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(fps)));
+    let handle = std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || {
+            let mut next_at = Instant::now();
+            let mut dropped = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(interval) = interval {
+                    let now = Instant::now();
+                    if next_at > now {
+                        std::thread::sleep(next_at - now);
+                    }
+                    // Behind schedule (a slow camera): restart the clock rather than burst.
+                    next_at = (next_at + interval).max(Instant::now());
+                }
+                let item = match source.next_frame() {
+                    Ok(Some(frame)) => Captured::Frame(OutgoingFrame {
+                        data: frame.jpeg,
+                        width: frame.width,
+                        height: frame.height,
+                        capture_ts_us: wall_clock_us(),
+                    }),
+                    Ok(None) => Captured::Exhausted,
+                    Err(e) => Captured::Failed(e),
+                };
+                let last = !matches!(item, Captured::Frame(_));
+                if newest_wins && !last {
+                    let mut item = item;
+                    loop {
+                        match tx.try_send(item) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full(back)) => {
+                                if drain.try_recv().is_ok() {
+                                    dropped += 1;
+                                }
+                                item = back;
+                            }
+                            Err(TrySendError::Disconnected(_)) => return dropped,
+                        }
+                    }
+                } else {
+                    // Blocking, but wake up now and then to see the stop flag.
+                    let mut item = item;
+                    loop {
+                        match tx.send_timeout(item, Duration::from_millis(100)) {
+                            Ok(()) => break,
+                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                                if stop.load(Ordering::Relaxed) {
+                                    return dropped;
+                                }
+                                item = back;
+                            }
+                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                                return dropped
+                            }
+                        }
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+            dropped
+        })?;
+    Ok((rx, handle))
+}

@@ -1,0 +1,222 @@
+//! Command-line flags, checked into a `Config` the rest of the program can trust.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cam_proto::sim::SimulateArgs;
+use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
+use clap::Parser;
+
+use crate::source::{SourceOptions, SourceSpec};
+
+const EXAMPLES: &str = "\
+Examples:
+  Localhost demo (test card, no camera needed):
+    cam-viewer --port 9999 &
+    cam-client 127.0.0.1:9999 --source pattern
+
+  Webcam to a remote viewer (run cam-viewer --port 9999 on the monitoring machine):
+    cam-client monitor.example.net:9999 --source camera:0 --size 1280x720 --fps 30
+
+  Stream a folder of JPEG files byte for byte, as fast as the viewer takes them:
+    cam-client 127.0.0.1:9999 --source ./frames --fps 0 --frames 500";
+
+/// Streams a webcam (or a test card, or JPEG files) to a cam-viewer over UDP.
+#[derive(Debug, Parser)]
+#[command(name = "cam-client", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// Where cam-viewer listens: HOST:PORT (host names and [IPv6]:PORT work).
+    #[arg(default_value = "127.0.0.1:9999", value_name = "VIEWER_ADDR")]
+    pub viewer: String,
+
+    /// What to send: camera[:INDEX], pattern (an animated test card), a .jpg file, or a
+    /// directory of .jpg files (sent byte for byte, cycled in name order).
+    #[arg(long, default_value = "camera:0", value_name = "SOURCE")]
+    pub source: SourceSpec,
+
+    /// Picture size for the camera and the test card.
+    #[arg(long, default_value = "640x480", value_name = "WxH", value_parser = parse_size)]
+    pub size: (u32, u32),
+
+    /// Frames per second; 0 sends as fast as the viewer acknowledges.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub fps: u32,
+
+    /// JPEG quality for frames we encode (1-100).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+
+    /// Frame bytes per datagram. The default fits any path with a 1,280-byte MTU or more.
+    #[arg(long, default_value_t = 1200, value_name = "BYTES")]
+    pub chunk_size: u32,
+
+    /// Stop after sending this many frames.
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u64>,
+
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// Wait this long for an overdue acknowledgement before asking again
+    /// (default: from the measured round trip).
+    #[arg(long, value_name = "MS")]
+    pub ack_timeout: Option<u64>,
+
+    /// Abandon a frame not acknowledged within this time and move to the newest one
+    /// (default: a few round trips, at least two frame intervals).
+    #[arg(long, value_name = "MS")]
+    pub frame_deadline: Option<u64>,
+
+    /// Most frames in flight at once on a long round trip.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_in_flight: u16,
+
+    /// Exit with an error when the viewer has not answered at all within this many seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub give_up: f64,
+
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("'{s}' is not a size; write it as WIDTHxHEIGHT, e.g. 640x480");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
+        return Err(format!(
+            "{w}x{h} is out of range: width and height must be 16 to 4096"
+        ));
+    }
+    if w % 2 != 0 || h % 2 != 0 {
+        return Err(format!(
+            "{w}x{h}: width and height must be even (JPEG 4:2:0)"
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Settings after every check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub viewer: SocketAddr,
+    pub viewer_text: String,
+    pub source: SourceSpec,
+    pub source_options: SourceOptions,
+    pub fps: u32,
+    pub chunk_size: u16,
+    pub frames: Option<u64>,
+    pub duration: Option<Duration>,
+    pub ack_timeout: Option<Duration>,
+    pub frame_deadline: Option<Duration>,
+    pub max_in_flight: usize,
+    pub give_up: Duration,
+    pub simulate: SimulateArgs,
+}
+
+/// Largest chunk that fits one UDP datagram, leaving room for a future AEAD tag.
+pub const MAX_CHUNK_SIZE: usize = MAX_DATAGRAM - CHUNK_OVERHEAD - TAG_LEN;
+pub const MIN_CHUNK_SIZE: usize = 16;
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Config> {
+        let chunk_size = args.chunk_size as usize;
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+            bail!(
+                "--chunk-size {chunk_size} does not fit a UDP datagram: use {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes (1200 is safe on any network)"
+            );
+        }
+        let viewer = resolve(&args.viewer)?;
+        let duration = match args.duration {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                bail!("--duration {d} must be a positive number of seconds")
+            }
+            Some(d) => Some(Duration::from_secs_f64(d)),
+            None => None,
+        };
+        if !(args.give_up.is_finite() && args.give_up > 0.0) {
+            bail!(
+                "--give-up {} must be a positive number of seconds",
+                args.give_up
+            );
+        }
+        if args.frames == Some(0) {
+            bail!("--frames 0 would send nothing; give at least 1");
+        }
+        Ok(Config {
+            viewer,
+            viewer_text: args.viewer,
+            source: args.source,
+            source_options: SourceOptions {
+                width: args.size.0,
+                height: args.size.1,
+                fps: args.fps,
+                quality: args.quality,
+            },
+            fps: args.fps,
+            chunk_size: chunk_size as u16,
+            frames: args.frames,
+            duration,
+            ack_timeout: args.ack_timeout.map(Duration::from_millis),
+            frame_deadline: args.frame_deadline.map(Duration::from_millis),
+            max_in_flight: usize::from(args.max_in_flight),
+            give_up: Duration::from_secs_f64(args.give_up),
+            simulate: args.simulate,
+        })
+    }
+}
+
+/// Resolves HOST:PORT, preferring IPv4 for names that have both (as the viewer's default
+/// dual-stack socket takes either).
+fn resolve(text: &str) -> Result<SocketAddr> {
+    if text.parse::<SocketAddr>().is_err() && !text.contains(':') {
+        bail!("viewer address '{text}' has no port; write HOST:PORT, e.g. {text}:9999");
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve viewer address '{text}' (write HOST:PORT)"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .with_context(|| format!("viewer address '{text}' resolved to nothing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("640x480"), Ok((640, 480)));
+        assert_eq!(parse_size("1280X720"), Ok((1280, 720)));
+        assert!(parse_size("640").is_err());
+        assert!(parse_size("641x480").is_err());
+        assert!(parse_size("8x8").is_err());
+    }
+
+    #[test]
+    fn chunk_size_must_fit_a_datagram() {
+        let args = Args::parse_from(["cam-client", "--chunk-size", "70000"]);
+        let err = Config::from_args(args).unwrap_err().to_string();
+        assert!(err.contains("--chunk-size"), "{err}");
+        let args = Args::parse_from(["cam-client", "--chunk-size", "1200"]);
+        assert!(Config::from_args(args).is_ok());
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(resolve("127.0.0.1:9999").unwrap().is_ipv4());
+        assert!(resolve("[::1]:9999").unwrap().is_ipv6());
+        assert_eq!(resolve("localhost:9999").unwrap().port(), 9999);
+        assert!(resolve("127.0.0.1")
+            .unwrap_err()
+            .to_string()
+            .contains("no port"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Library half of the camstream sender, so that capture, encoding and networking can be tested
+//! without starting the binary.
+
+pub mod capture;
+pub mod cli;
+pub mod encode;
+pub mod run;
+pub mod source;

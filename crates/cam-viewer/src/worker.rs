@@ -1,0 +1,274 @@
+//! The receive worker: owns the socket, feeds `cam_proto::Receiver`, saves frames, hands
+//! complete frames to the decode side and sends acks. It grants the sender credit only for
+//! room in the decode queue, so the sender never runs ahead of decoding.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cam_proto::receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
+use cam_proto::sim::{Impairment, Link};
+use crossbeam_channel::{Sender as ChannelSender, TrySendError};
+
+use crate::frame::ReceivedFrame;
+
+/// Complete frames held while the decode queue is full. The sender respects our credit, so
+/// this only fills with a misbehaving sender; beyond it the oldest frame is dropped.
+const PENDING_MAX: usize = 16;
+/// Longest sleep in `recv`, so the stop flag is seen promptly.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub receiver: ReceiverConfig,
+    pub save_frames: Option<PathBuf>,
+    pub frames: Option<u64>,
+    pub end_at: Option<Instant>,
+    pub impairment: Impairment,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    pub stats: ReceiverStats,
+    pub frames_saved: u64,
+    /// Complete frames dropped because the decode side could not keep up.
+    pub frames_overflowed: u64,
+    pub first_datagram_at: Option<Instant>,
+    pub last_frame_at: Option<Instant>,
+}
+
+pub fn spawn(
+    socket: UdpSocket,
+    frames: ChannelSender<ReceivedFrame>,
+    stop: Arc<AtomicBool>,
+    config: WorkerConfig,
+) -> Result<JoinHandle<Result<WorkerReport>>> {
+    std::thread::Builder::new()
+        .name("receive".into())
+        .spawn(move || Worker::new(socket, frames, config).run(&stop))
+        .context("cannot start the receive thread")
+}
+
+struct Worker {
+    socket: UdpSocket,
+    frames: ChannelSender<ReceivedFrame>,
+    receiver: Receiver,
+    link: Option<Link>,
+    pending: VecDeque<ReceivedFrame>,
+    config: WorkerConfig,
+    report: WorkerReport,
+    read_timeout: Option<Duration>,
+}
+
+impl Worker {
+    fn new(
+        socket: UdpSocket,
+        frames: ChannelSender<ReceivedFrame>,
+        config: WorkerConfig,
+    ) -> Worker {
+        let link = (!config.impairment.is_perfect()).then(|| Link::new(config.impairment.clone()));
+        Worker {
+            socket,
+            frames,
+            receiver: Receiver::new(config.receiver.clone()),
+            link,
+            pending: VecDeque::new(),
+            config,
+            report: WorkerReport::default(),
+            read_timeout: None,
+        }
+    }
+
+    fn run(mut self, stop: &AtomicBool) -> Result<WorkerReport> {
+        let mut buf = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(2048);
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) || self.config.end_at.is_some_and(|t| now >= t) {
+                break;
+            }
+            if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+                self.receiver.handle_timeout(now);
+            }
+            self.drain_events()?;
+            self.hand_over();
+            while let Some(to) = self.receiver.poll_transmit(now, &mut out) {
+                match self.link.as_mut() {
+                    Some(link) => link.send(now, &out),
+                    None => self.transmit(&out, to),
+                }
+            }
+            self.flush_link(now);
+            let done = self
+                .config
+                .frames
+                .is_some_and(|n| self.receiver.stats().frames_completed >= n);
+            if done && self.pending.is_empty() {
+                break;
+            }
+            self.wait_and_receive(&mut buf)?;
+        }
+        // Whatever is complete still goes to the decoder before the channel closes.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Some(frame) = self.pending.pop_front() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if stop.load(Ordering::Relaxed) || self.frames.send_timeout(frame, left).is_err() {
+                self.report.frames_overflowed += 1;
+            }
+        }
+        self.report.stats = self.receiver.stats().clone();
+        Ok(self.report)
+    }
+
+    fn wait_and_receive(&mut self, buf: &mut [u8]) -> Result<()> {
+        let now = Instant::now();
+        let mut wake = [
+            self.receiver.poll_timeout(),
+            self.link.as_ref().and_then(Link::next_delivery),
+            self.config.end_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
+        .min(MAX_WAIT);
+        if !self.pending.is_empty() {
+            wake = wake.min(Duration::from_millis(2));
+        }
+        // A zero timeout means "block forever" to the OS.
+        let wake = wake.max(Duration::from_micros(100));
+        if self
+            .read_timeout
+            .is_none_or(|t| t.abs_diff(wake) > Duration::from_millis(1))
+        {
+            self.socket
+                .set_read_timeout(Some(wake))
+                .context("cannot set the socket timeout")?;
+            self.read_timeout = Some(wake);
+        }
+        match self.socket.recv_from(buf) {
+            Ok((n, from)) => {
+                let now = Instant::now();
+                self.report.first_datagram_at.get_or_insert(now);
+                let _ = self.receiver.handle_datagram(now, from, &buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            // An ICMP error from an earlier ack to a client that went away.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e).context("receiving failed"),
+        }
+        Ok(())
+    }
+
+    fn drain_events(&mut self) -> Result<()> {
+        while let Some(event) = self.receiver.poll_event() {
+            match event {
+                ReceiverEvent::Frame(frame) => {
+                    self.report.last_frame_at = Some(frame.completed_at);
+                    if let Some(dir) = &self.config.save_frames {
+                        self.report.frames_saved += 1;
+                        let path = dir.join(format!("frame-{:06}.jpg", self.report.frames_saved));
+                        std::fs::write(&path, &frame.data)
+                            .with_context(|| format!("cannot save {}", path.display()))?;
+                    }
+                    let header = frame.header;
+                    if self.pending.len() >= PENDING_MAX {
+                        self.pending.pop_front();
+                        self.report.frames_overflowed += 1;
+                    }
+                    self.pending.push_back(ReceivedFrame {
+                        seq: frame.seq,
+                        jpeg: frame.data,
+                        width: header.map_or(0, |h| h.width),
+                        height: header.map_or(0, |h| h.height),
+                        capture_ts_us: header.map(|h| h.capture_ts_us),
+                        sender: canonical(frame.remote),
+                        completed_at: frame.completed_at,
+                    });
+                }
+                ReceiverEvent::StreamStarted {
+                    stream_id,
+                    remote,
+                    replaced,
+                } => match replaced {
+                    Some(old) => log::info!(
+                        "switched to stream {stream_id:08x} from {} (was {old:08x})",
+                        canonical(remote)
+                    ),
+                    None => log::info!(
+                        "receiving stream {stream_id:08x} from {}",
+                        canonical(remote)
+                    ),
+                },
+                ReceiverEvent::Stalled { stream_id, remote } => log::info!(
+                    "stream {stream_id:08x} from {} stalled: nothing for {:?}",
+                    canonical(remote),
+                    self.config.receiver.stall_after
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves complete frames into the decode queue while it has room, and tells the
+    /// protocol how much room is left.
+    fn hand_over(&mut self) {
+        while let Some(frame) = self.pending.pop_front() {
+            match self.frames.try_send(frame) {
+                Ok(()) => {}
+                Err(TrySendError::Full(frame)) => {
+                    self.pending.push_front(frame);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.report.frames_overflowed += 1;
+                }
+            }
+        }
+        let room = self
+            .frames
+            .capacity()
+            .unwrap_or(1)
+            .saturating_sub(self.frames.len())
+            .saturating_sub(self.pending.len());
+        self.receiver
+            .set_credit(u16::try_from(room).unwrap_or(u16::MAX));
+    }
+
+    fn flush_link(&mut self, now: Instant) {
+        let Some(to) = self.receiver.current_stream().map(|s| s.1) else {
+            return;
+        };
+        while let Some(d) = self.link.as_mut().and_then(|l| l.poll_deliver(now)) {
+            self.transmit(&d, to);
+        }
+    }
+
+    fn transmit(&self, datagram: &[u8], to: SocketAddr) {
+        if let Err(e) = self.socket.send_to(datagram, to) {
+            log::debug!("ack to {to} not sent: {e}");
+        }
+    }
+}
+
+/// An IPv4 client seen through a dual-stack socket appears as `::ffff:a.b.c.d`; show and
+/// compare it as the IPv4 address it is.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}

@@ -1,0 +1,5 @@
+//! Shared helpers for the viewer's integration tests. Each test binary uses only part of
+//! them, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod xwin;
