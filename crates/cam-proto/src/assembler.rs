@@ -37,6 +37,10 @@ pub struct FrameAssembly {
     chunk_count: u32,
     pub(crate) started: Instant,
     pub(crate) last_progress: Instant,
+    /// Set once every chunk is in and the CRC matched: waiting only to be released in order.
+    pub(crate) verified_at: Option<Instant>,
+    /// When the viewer last reported this frame's holes (for its repair-time estimate).
+    pub(crate) nack_sent_at: Option<Instant>,
 }
 
 impl FrameAssembly {
@@ -75,6 +79,8 @@ impl FrameAssembly {
             chunk_count,
             started: now,
             last_progress: now,
+            verified_at: None,
+            nack_sent_at: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! wake up next (the *sans-IO* shape of `quinn-proto` and `str0m`). That makes loss,
 //! reordering, duplication and timeouts testable deterministically in milliseconds.
 
+pub mod adapt;
 pub mod assembler;
+pub mod congestion;
 pub mod receiver;
 pub mod rtt;
 pub mod sender;

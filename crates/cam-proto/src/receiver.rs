@@ -19,6 +19,10 @@ use crate::wire::{
 const COMPLETED_KEPT: usize = 64;
 /// Acks waiting to go out; beyond this the oldest request is forgotten (the sender probes).
 const PENDING_ACKS_MAX: usize = 64;
+/// Repair time assumed before one is measured.
+const DEFAULT_REPAIR_TIME: Duration = Duration::from_millis(100);
+/// Shortest wait for an older frame under repair.
+const MIN_HOLD: Duration = Duration::from_millis(20);
 /// "Everything is missing": the answer for a frame of which nothing arrived.
 const ALL_MISSING: [MissingRange; 1] = [MissingRange {
     start: 0,
@@ -123,6 +127,8 @@ struct Stream {
     newest_seen: Option<u32>,
     pending_acks: VecDeque<u32>,
     stalled: bool,
+    /// Smoothed time from reporting holes to the first repair arriving: about one round trip.
+    repair_time: Option<Duration>,
 }
 
 enum FrameState {
@@ -146,7 +152,35 @@ impl Stream {
             newest_seen: None,
             pending_acks: VecDeque::new(),
             stalled: false,
+            repair_time: None,
         }
+    }
+
+    /// How long a complete frame waits for an older one still being repaired before that
+    /// one is given up: a couple of repair round trips.
+    fn hold_limit(&self, frame_timeout: Duration) -> Duration {
+        let repair = self.repair_time.unwrap_or(DEFAULT_REPAIR_TIME);
+        (repair * 2 + Duration::from_millis(10)).clamp(MIN_HOLD, frame_timeout)
+    }
+
+    fn oldest_slot(&self) -> Option<usize> {
+        (0..self.slots.len()).min_by(|&a, &b| {
+            if seq_newer(self.slots[a].seq(), self.slots[b].seq()) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            }
+        })
+    }
+
+    /// When the oldest complete frame held behind an incomplete one will be let go.
+    fn hold_expiry(&self, frame_timeout: Duration) -> Option<Instant> {
+        let hold = self.hold_limit(frame_timeout);
+        self.slots
+            .iter()
+            .filter_map(|s| s.verified_at)
+            .min()
+            .map(|t| t + hold)
     }
 
     fn state(&self, seq: u32, max_in_flight: u32) -> FrameState {
@@ -347,6 +381,13 @@ impl Receiver {
                 Ok(())
             }
             Accepted::New => {
+                if let Some(asked) = slot.nack_sent_at.take() {
+                    let sample = now.saturating_duration_since(asked);
+                    stream.repair_time = Some(match stream.repair_time {
+                        Some(r) => (r * 7 + sample) / 8,
+                        None => sample,
+                    });
+                }
                 // The tail arrived but holes remain: report them now rather than wait for a probe.
                 if chunk.index + 1 == slot.chunk_count() && !slot.is_complete() {
                     stream.queue_ack(seq);
@@ -402,15 +443,7 @@ impl Receiver {
             .retain(|s| seq_distance(newest, s.seq()) < max_in_flight);
         let mut dropped = before - stream.slots.len();
         while stream.slots.len() >= max_in_flight.max(1) as usize {
-            let oldest = (0..stream.slots.len())
-                .min_by(|&a, &b| {
-                    if seq_newer(stream.slots[a].seq(), stream.slots[b].seq()) {
-                        std::cmp::Ordering::Greater
-                    } else {
-                        std::cmp::Ordering::Less
-                    }
-                })
-                .unwrap_or(0);
+            let oldest = stream.oldest_slot().unwrap_or(0);
             stream.slots.swap_remove(oldest);
             dropped += 1;
         }
@@ -419,47 +452,90 @@ impl Receiver {
         stream.slots.len() - 1
     }
 
-    /// After new bytes: release the frame if it is complete and sound.
+    /// After new bytes: verify the frame if it is complete, then release what is in order.
     fn after_progress(&mut self, now: Instant, i: usize) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
-        if !stream.slots[i].is_complete() {
+        let slot = &mut stream.slots[i];
+        if !slot.is_complete() || slot.verified_at.is_some() {
             return;
         }
-        let seq = stream.slots[i].seq();
-        if !stream.slots[i].crc_matches() {
+        let seq = slot.seq();
+        if !slot.crc_matches() {
             self.stats.crc_failures += 1;
             log::debug!("frame {seq}: CRC mismatch, asking for it again");
-            stream.slots[i].reset();
+            slot.reset();
             stream.queue_ack(seq);
             return;
         }
-        let assembly = stream.slots.swap_remove(i);
-        let first_seen = assembly.started;
-        let (data, header) = assembly.into_data();
-        // Never show an older frame after this one: whatever is still incomplete below it goes.
-        let before = stream.slots.len();
-        stream.slots.retain(|s| seq_newer(s.seq(), seq));
-        self.stats.frames_dropped += (before - stream.slots.len()) as u64;
+        slot.verified_at = Some(now);
         if stream.completed.len() >= COMPLETED_KEPT {
             stream.completed.pop_front();
         }
         stream.completed.push_back(seq);
-        if stream.released.is_none_or(|r| seq_newer(seq, r)) {
-            stream.released = Some(seq);
-        }
+        // Acked now, so the sender's window moves on even while the frame waits its turn.
         stream.queue_ack(seq);
         self.stats.frames_completed += 1;
-        self.events.push_back(ReceiverEvent::Frame(CompleteFrame {
-            stream_id: stream.id,
-            seq,
-            data,
-            header,
-            remote: stream.remote,
-            first_seen,
-            completed_at: now,
-        }));
+        self.release_ready(now);
+    }
+
+    /// Releases complete frames oldest first. A complete frame behind an incomplete older
+    /// one waits (that one may be repaired within a round trip) up to the hold limit; then
+    /// the older ones are given up, so one lost chunk never stalls the picture for long and
+    /// an older frame is never shown after a newer one.
+    fn release_ready(&mut self, now: Instant) {
+        let frame_timeout = self.config.frame_timeout;
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        while let Some(oldest) = stream.oldest_slot() {
+            if stream.slots[oldest].verified_at.is_some() {
+                let assembly = stream.slots.swap_remove(oldest);
+                let seq = assembly.seq();
+                let first_seen = assembly.started;
+                let completed_at = assembly.verified_at.unwrap_or(now);
+                let (data, header) = assembly.into_data();
+                if stream.released.is_none_or(|r| seq_newer(seq, r)) {
+                    stream.released = Some(seq);
+                }
+                self.events.push_back(ReceiverEvent::Frame(CompleteFrame {
+                    stream_id: stream.id,
+                    seq,
+                    data,
+                    header,
+                    remote: stream.remote,
+                    first_seen,
+                    completed_at,
+                }));
+                continue;
+            }
+            let waited_long_enough = stream.hold_expiry(frame_timeout).is_some_and(|t| now >= t);
+            if !waited_long_enough {
+                break;
+            }
+            // Give up every incomplete frame older than the oldest complete one.
+            let Some(first_done) = stream
+                .slots
+                .iter()
+                .filter(|s| s.verified_at.is_some())
+                .map(|s| s.seq())
+                .min_by(|&a, &b| {
+                    if seq_newer(a, b) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Less
+                    }
+                })
+            else {
+                break;
+            };
+            let before = stream.slots.len();
+            stream
+                .slots
+                .retain(|s| s.verified_at.is_some() || seq_newer(s.seq(), first_done));
+            self.stats.frames_dropped += (before - stream.slots.len()) as u64;
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -477,10 +553,11 @@ impl Receiver {
         }
         let timeout = self.config.frame_timeout;
         let before = stream.slots.len();
-        stream
-            .slots
-            .retain(|s| now.saturating_duration_since(s.last_progress) < timeout);
+        stream.slots.retain(|s| {
+            s.verified_at.is_some() || now.saturating_duration_since(s.last_progress) < timeout
+        });
         self.stats.frames_dropped += (before - stream.slots.len()) as u64;
+        self.release_ready(now);
     }
 
     #[must_use]
@@ -490,8 +567,10 @@ impl Receiver {
         let slots = stream
             .slots
             .iter()
+            .filter(|s| s.verified_at.is_none())
             .map(|s| s.last_progress + self.config.frame_timeout);
-        slots.chain(stall).min()
+        let hold = stream.hold_expiry(self.config.frame_timeout);
+        slots.chain(stall).chain(hold).min()
     }
 
     #[must_use]
@@ -510,7 +589,8 @@ impl Receiver {
             FrameState::Done => (AckStatus::Complete, MissingRanges::List(&[])),
             FrameState::Stale => (AckStatus::Gone, MissingRanges::List(&[])),
             FrameState::Assembling(i) => {
-                let slot = &stream.slots[i];
+                let slot = &mut stream.slots[i];
+                slot.nack_sent_at.get_or_insert(now);
                 header_missing = slot.header().is_none();
                 slot.missing_ranges(&mut self.ranges, MAX_ACK_RANGES);
                 (AckStatus::Incomplete, MissingRanges::List(&self.ranges))

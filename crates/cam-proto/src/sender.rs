@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::congestion::RateController;
 use crate::rtt::RttEstimator;
 use crate::seq::seq_newer;
 use crate::wire::{
@@ -17,6 +18,11 @@ use crate::wire::{
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// Send times kept for RTT samples; older packet numbers simply give no sample.
 const SENT_TIMES_KEPT: usize = 1 << 15;
+/// Pacing runs this much faster than the target rate, so a frame leaves well within its
+/// interval while the queue it leaves behind stays small.
+const PACING_GAIN: f64 = 1.25;
+/// Datagrams may leave this far ahead of the pacing schedule (timer granularity).
+const PACING_BURST: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -32,6 +38,8 @@ pub struct SenderConfig {
     pub frame_interval: Option<Duration>,
     /// RTT assumed before the first sample.
     pub initial_rtt: Duration,
+    /// Spread datagrams at the estimated path rate once congestion has been seen.
+    pub pacing: bool,
 }
 
 impl Default for SenderConfig {
@@ -43,6 +51,7 @@ impl Default for SenderConfig {
             frame_deadline: None,
             frame_interval: None,
             initial_rtt: Duration::from_millis(100),
+            pacing: true,
         }
     }
 }
@@ -156,6 +165,10 @@ pub struct Sender {
     zero_window_probe_at: Option<Instant>,
     zero_window_probe_pending: bool,
     rtt: RttEstimator,
+    controller: RateController,
+    next_send_at: Option<Instant>,
+    chunks_sent: u32,
+    chunks_reported_lost: u32,
     largest_acked_pn: Option<u64>,
     sent_times: VecDeque<Instant>,
     sent_times_base: u64,
@@ -177,6 +190,10 @@ impl Sender {
             zero_window_probe_at: None,
             zero_window_probe_pending: false,
             rtt,
+            controller: RateController::new(),
+            next_send_at: None,
+            chunks_sent: 0,
+            chunks_reported_lost: 0,
             largest_acked_pn: None,
             sent_times: VecDeque::new(),
             sent_times_base: 0,
@@ -197,6 +214,22 @@ impl Sender {
     pub fn frames_in_flight(&self) -> usize {
         self.in_flight.len()
     }
+    pub fn controller(&self) -> &RateController {
+        &self.controller
+    }
+
+    /// The rate the path is believed to carry (`None`: no congestion seen, unlimited).
+    pub fn target_rate_bps(&self) -> Option<f64> {
+        self.controller.target_bps()
+    }
+
+    /// Datagrams are spread at this rate; `None` sends them as fast as the socket takes them.
+    pub fn pacing_rate_bps(&self) -> Option<f64> {
+        if !self.config.pacing {
+            return None;
+        }
+        self.controller.target_bps().map(|t| t * PACING_GAIN)
+    }
 
     /// Frames allowed in flight: enough to cover one round trip at the target frame rate
     /// (RTT × fps + 1), so a long link still carries the full rate; 1 when unpaced or on
@@ -204,7 +237,8 @@ impl Sender {
     pub fn window(&self) -> usize {
         let w = match self.config.frame_interval {
             Some(interval) if self.rtt.has_sample() && !interval.is_zero() => {
-                let rtt = self.rtt.smoothed().as_secs_f64();
+                // The path's delay, not a queue's: a standing queue must not widen the window.
+                let rtt = (self.rtt.min() + self.rtt.var()).as_secs_f64();
                 (rtt / interval.as_secs_f64()).ceil() as usize + 1
             }
             _ => 1,
@@ -222,6 +256,13 @@ impl Sender {
             let by_rtt = self.rtt.pto() * 4;
             let by_rate = self.config.frame_interval.unwrap_or_default() * 2;
             by_rtt.max(by_rate)
+        })
+    }
+
+    /// Time pacing spends putting `bytes` on the wire (zero when not pacing).
+    fn pacing_time(&self, bytes: u32) -> Duration {
+        self.pacing_rate_bps().map_or(Duration::ZERO, |rate| {
+            Duration::from_secs_f64(f64::from(bytes) * 8.0 / rate.max(1.0))
         })
     }
 
@@ -267,7 +308,7 @@ impl Sender {
             last_sent: now,
             probe_at: None,
             probes_unanswered: 0,
-            deadline: now + self.frame_deadline(),
+            deadline: now + self.frame_deadline() + self.pacing_time(total_len),
             retransmits: 0,
         });
         self.stats.frames_sent += 1;
@@ -293,6 +334,10 @@ impl Sender {
         };
         self.stats.acks_received += 1;
         self.take_rtt_sample(now, &ack);
+        self.controller
+            .on_chunks(now, self.chunks_sent, self.chunks_reported_lost);
+        self.chunks_sent = 0;
+        self.chunks_reported_lost = 0;
         let seq = datagram.common.frame_seq;
         self.update_credit(seq, ack.window);
         log::trace!("ack seq {seq} {:?} window {}", ack.status, ack.window);
@@ -303,6 +348,15 @@ impl Sender {
             AckStatus::Complete => {
                 if let Some(frame) = self.in_flight.remove(pos) {
                     self.stats.frames_acked += 1;
+                    let delivery_time = frame
+                        .first_sent
+                        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                    self.controller.on_frame_acked(
+                        now,
+                        u64::from(frame.header.total_len),
+                        delivery_time,
+                        frame.retransmits == 0,
+                    );
                     self.events.push_back(SenderEvent::Acked {
                         seq,
                         delivery_time: frame
@@ -326,7 +380,7 @@ impl Sender {
                 let frame = &mut self.in_flight[pos];
                 frame.probes_unanswered = 0;
                 frame.probe_at = None;
-                queue_missing(frame, &ack);
+                self.chunks_reported_lost += queue_missing(frame, &ack);
                 if !frame.has_data_pending() {
                     frame.probe_at = Some(now + pto);
                 }
@@ -351,6 +405,7 @@ impl Sender {
         let sample = now.saturating_duration_since(*sent);
         self.rtt
             .update(sample, Duration::from_micros(u64::from(ack.ack_delay_us)));
+        self.controller.on_rtt_sample(now, self.rtt.latest());
     }
 
     fn update_credit(&mut self, seq: u32, window: u16) {
@@ -425,7 +480,17 @@ impl Sender {
             .iter()
             .flat_map(|f| [Some(f.deadline), f.probe_at])
             .flatten();
-        frames.chain(self.zero_window_probe_at).min()
+        let paced = self.next_send_at.filter(|_| self.has_pending());
+        frames.chain(self.zero_window_probe_at).chain(paced).min()
+    }
+
+    /// Something is waiting to be sent (perhaps held back by pacing).
+    pub fn has_pending(&self) -> bool {
+        self.zero_window_probe_pending
+            || self
+                .in_flight
+                .iter()
+                .any(|f| f.probe_pending || f.has_data_pending())
     }
 
     #[must_use]
@@ -437,6 +502,10 @@ impl Sender {
     /// when there is nothing to send now.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let pacing = self.pacing_rate_bps();
+        if pacing.is_some() && self.next_send_at.is_some_and(|t| now < t) {
+            return false;
+        }
         let pto = self.pto();
         let pn = self.next_pn;
         let stream_id = self.stream_id;
@@ -464,11 +533,13 @@ impl Sender {
             } else if let Some(index) = frame.retransmit.pop_front() {
                 frame.queued[index as usize] = false;
                 sent_retransmit = true;
+                self.chunks_sent += 1;
                 frame.sent_pn[index as usize] = pn;
                 chunk_body(frame, index)
             } else if frame.next_new < frame.chunk_count {
                 let index = frame.next_new;
                 frame.next_new += 1;
+                self.chunks_sent += 1;
                 frame.sent_pn[index as usize] = pn;
                 chunk_body(frame, index)
             } else {
@@ -516,6 +587,14 @@ impl Sender {
         }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
+        if let Some(rate) = pacing {
+            // Credit for idle time is capped at one burst, so pauses do not turn into bursts.
+            let base = self
+                .next_send_at
+                .map_or(now, |t| t.max(now.checked_sub(PACING_BURST).unwrap_or(now)));
+            let wire_bits = (buf.len() as f64 + 28.0) * 8.0;
+            self.next_send_at = Some(base + Duration::from_secs_f64(wire_bits / rate.max(1.0)));
+        }
         self.next_pn += 1;
         self.sent_times.push_back(now);
         if self.sent_times.len() > SENT_TIMES_KEPT {
@@ -543,7 +622,8 @@ fn chunk_body(frame: &InFlight, index: u32) -> Body<'_> {
 /// Queues the chunks an ack reports missing, but only those whose latest transmission the
 /// viewer must already have seen (sent before its largest received packet): later ones
 /// may still be on their way, and sending them again would only duplicate.
-fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) {
+fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) -> u32 {
+    let mut queued = 0;
     if ack.header_missing && frame.header_pn <= ack.largest_pn {
         frame.header_pending = true;
     }
@@ -554,9 +634,11 @@ fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) {
             if !frame.queued[i] && frame.sent_pn[i] <= ack.largest_pn {
                 frame.queued[i] = true;
                 frame.retransmit.push_back(index);
+                queued += 1;
             }
         }
     }
+    queued
 }
 
 /// Exponential backoff for unanswered probes, capped so a restarted viewer is found quickly.
