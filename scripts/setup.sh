@@ -17,7 +17,8 @@ done
 # window: the X11 client libraries minifb loads at run time.
 packages=(build-essential cmake nasm libclang-dev pkg-config libx11-6 libxcursor1 libxrandr2 libxi6)
 if [ "$want_window_tests" = 1 ]; then
-  packages+=(xvfb x11-apps xdotool)
+  # Xvfb, xdotool and xwd drive and look at the window; ffprobe (ffmpeg) checks --record files.
+  packages+=(xvfb x11-apps xdotool ffmpeg)
 fi
 if [ "$want_bench" = 1 ]; then
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg)

@@ -8,6 +8,7 @@ use cam_proto::sim::SimulateArgs;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
 use clap::Parser;
 
+pub use crate::classic::Protocol;
 use crate::source::{SourceOptions, SourceSpec};
 
 const EXAMPLES: &str = "\
@@ -20,17 +21,23 @@ Examples:
     cam-client monitor.example.net:9999 --source camera:0 --size 1280x720 --fps 30
 
   Stream a folder of JPEG files byte for byte, as fast as the viewer takes them:
-    cam-client 127.0.0.1:9999 --source ./frames --fps 0 --frames 500";
+    cam-client 127.0.0.1:9999 --source ./frames --fps 0 --frames 500
+
+  In place of the Python example's client, to its server (or cam-viewer --protocol classic):
+    cam-client raspberrypi.local:9999 --protocol classic --source camera:0
+    cam-client raspberrypi.local:6666 --send-msg '[0,0,0,1]'";
 
 /// Streams a webcam (or a test card, or JPEG files) to a cam-viewer over UDP.
 #[derive(Debug, Parser)]
 #[command(name = "cam-client", version, after_help = EXAMPLES)]
 pub struct Args {
-    /// Where cam-viewer listens: HOST:PORT (host names and [IPv6]:PORT work).
-    #[arg(default_value = "127.0.0.1:9999", value_name = "VIEWER_ADDR")]
-    pub viewer: String,
+    /// Where cam-viewer listens: HOST:PORT (host names and [IPv6]:PORT work). Default
+    /// 127.0.0.1:9999; with --send-msg, the viewer's message port, default 127.0.0.1:6666.
+    #[arg(value_name = "VIEWER_ADDR")]
+    pub viewer: Option<String>,
 
-    /// What to send: camera[:INDEX], pattern (an animated test card), a .jpg file, or a
+    /// What to send: camera[:INDEX], pattern (an animated test card), texture (textured
+    /// frames that load a link like a real scene), a .jpg file, or a
     /// directory of .jpg files (sent byte for byte, cycled in name order).
     #[arg(long, default_value = "camera:0", value_name = "SOURCE")]
     pub source: SourceSpec,
@@ -47,9 +54,11 @@ pub struct Args {
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 
-    /// Frame bytes per datagram. The default fits any path with a 1,280-byte MTU or more.
-    #[arg(long, default_value_t = 1200, value_name = "BYTES")]
-    pub chunk_size: u32,
+    /// Frame bytes per datagram (default 1200, which fits any path with a 1,280-byte MTU or
+    /// more). With --protocol classic the default is the example's 1024, and 0 sends each
+    /// image as one datagram (at most 65,507 bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<u32>,
 
     /// Stop after sending this many frames.
     #[arg(long, value_name = "N")]
@@ -60,7 +69,8 @@ pub struct Args {
     pub duration: Option<f64>,
 
     /// Wait this long for an overdue acknowledgement before asking again
-    /// (default: from the measured round trip).
+    /// (default: from the measured round trip). With --protocol classic: how long to wait
+    /// for the viewer's reply to an image before sending the next (default 1000).
     #[arg(long, value_name = "MS")]
     pub ack_timeout: Option<u64>,
 
@@ -76,6 +86,18 @@ pub struct Args {
     /// Exit with an error when the viewer has not answered at all within this many seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub give_up: f64,
+
+    /// What to speak: camstream, or the original Python example's protocol (an 8-byte
+    /// little-endian length, then 1024-byte chunks; one image at a time, each waiting for the
+    /// reply). Classic mode has no integrity check: see the README.
+    #[arg(long, value_enum, default_value_t = Protocol::Camstream)]
+    pub protocol: Protocol,
+
+    /// Send this one JSON message (e.g. '[0,0,0,1]') to a viewer's --msg-port, print the
+    /// reply as a JSON line and exit: 0 on a reply, 1 on an error reply or none (3 tries, 1 s
+    /// each). VIEWER_ADDR is then the message port, default 127.0.0.1:6666.
+    #[arg(long, value_name = "JSON")]
+    pub send_msg: Option<String>,
 
     #[command(flatten)]
     pub simulate: SimulateArgs,
@@ -114,6 +136,7 @@ pub struct Config {
     pub frame_deadline: Option<Duration>,
     pub max_in_flight: usize,
     pub give_up: Duration,
+    pub protocol: Protocol,
     pub simulate: SimulateArgs,
 }
 
@@ -123,13 +146,19 @@ pub const MIN_CHUNK_SIZE: usize = 16;
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
-        let chunk_size = args.chunk_size as usize;
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        let chunk_size = match args.protocol {
+            Protocol::Classic => crate::classic::checked_chunk_size(args.chunk_size)?,
+            Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,
+        };
+        if args.protocol == Protocol::Camstream
+            && !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
+        {
             bail!(
                 "--chunk-size {chunk_size} does not fit a UDP datagram: use {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes (1200 is safe on any network)"
             );
         }
-        let viewer = resolve(&args.viewer)?;
+        let viewer_text = args.viewer.unwrap_or_else(|| "127.0.0.1:9999".into());
+        let viewer = resolve(&viewer_text)?;
         let duration = match args.duration {
             Some(d) if !(d.is_finite() && d > 0.0) => {
                 bail!("--duration {d} must be a positive number of seconds")
@@ -148,7 +177,7 @@ impl Config {
         }
         Ok(Config {
             viewer,
-            viewer_text: args.viewer,
+            viewer_text,
             source: args.source,
             source_options: SourceOptions {
                 width: args.size.0,
@@ -164,6 +193,7 @@ impl Config {
             frame_deadline: args.frame_deadline.map(Duration::from_millis),
             max_in_flight: usize::from(args.max_in_flight),
             give_up: Duration::from_secs_f64(args.give_up),
+            protocol: args.protocol,
             simulate: args.simulate,
         })
     }
@@ -171,7 +201,7 @@ impl Config {
 
 /// Resolves HOST:PORT, preferring IPv4 for names that have both (as the viewer's default
 /// dual-stack socket takes either).
-fn resolve(text: &str) -> Result<SocketAddr> {
+pub(crate) fn resolve(text: &str) -> Result<SocketAddr> {
     if text.parse::<SocketAddr>().is_err() && !text.contains(':') {
         bail!("viewer address '{text}' has no port; write HOST:PORT, e.g. {text}:9999");
     }

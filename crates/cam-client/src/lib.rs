@@ -2,7 +2,9 @@
 //! without starting the binary.
 
 pub mod capture;
+pub mod classic;
 pub mod cli;
 pub mod encode;
 pub mod run;
+pub mod sendmsg;
 pub mod source;

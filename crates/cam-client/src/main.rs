@@ -22,6 +22,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(message) = &args.send_msg {
+        return cam_client::sendmsg::run(message, args.viewer.as_deref());
+    }
     let config = Config::from_args(args)?;
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();

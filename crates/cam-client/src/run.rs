@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cam_proto::adapt::{AdaptConfig, Adapter, Settings};
 use cam_proto::sender::{Sender, SenderConfig, SenderEvent};
 use cam_proto::sim::Link;
 use crossbeam_channel::{bounded, never, select, Receiver};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::capture::{self, Captured};
+use crate::capture::{self, CaptureSettings, Captured};
 use crate::cli::Config;
 use crate::source;
 
@@ -41,12 +42,23 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub fps: f64,
     pub rtt_ms: f64,
+    /// Average sending rate over the run.
+    pub rate_kbps: f64,
+    /// What the path was found to carry; null when no congestion was ever seen.
+    pub target_kbps: Option<f64>,
+    /// Settings in force at the end (after link adaptation).
+    pub quality: u8,
+    pub width: u32,
+    pub height: u32,
     pub stream_id: String,
 }
 
 /// Runs until the frame count, the duration, Ctrl-C or a fatal error. Returns the summary
 /// and whether the run counts as a success.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
+    if config.protocol == crate::classic::Protocol::Classic {
+        return crate::classic::run(config, stop);
+    }
     let source = source::open_source(&config.source, &config.source_options)
         .with_context(|| format!("cannot open source '{}'", config.source))?;
     log::info!("source: {}", source.describe());
@@ -79,8 +91,18 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         config.viewer
     );
 
-    let (captured, capture_thread) = capture::spawn(source, config.fps, stop.clone())
-        .context("cannot start the capture thread")?;
+    let mut adapter = Adapter::new(AdaptConfig {
+        max_quality: config.source_options.quality,
+        min_quality: MIN_ADAPT_QUALITY.min(config.source_options.quality),
+        fps: config.fps,
+        can_reencode: source.can_reencode(),
+    });
+    let (settings_tx, settings_rx) = bounded::<CaptureSettings>(4);
+    let (captured, capture_thread) =
+        capture::spawn(source, adapter.settings(), settings_rx, stop.clone())
+            .context("cannot start the capture thread")?;
+    let (full_w, full_h) = (config.source_options.width, config.source_options.height);
+    let mut size_now = (full_w, full_h);
     let inbox = spawn_receiver(&socket, stop.clone())?;
 
     let started = Instant::now();
@@ -143,7 +165,22 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                 }
             }
         }
-        status.maybe_print(now, &sender);
+        if let Some(s) = adapter.update(now, sender.target_rate_bps()) {
+            let (w, h) = s.scale.apply(full_w, full_h);
+            log::info!(
+                "adapting to the link ({}): quality {}, {w}x{h}, {} fps",
+                rate_text(sender.target_rate_bps()),
+                s.quality,
+                s.fps
+            );
+            size_now = (w, h);
+            let _ = settings_tx.try_send(CaptureSettings {
+                adapt: s,
+                width: w,
+                height: h,
+            });
+        }
+        status.maybe_print(now, &sender, &adapter.settings(), size_now);
 
         let wants_frame = sender.can_send() && !budget_done && !exhausted;
         let frames = if wants_frame { &captured } else { &no_frames };
@@ -163,7 +200,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
             .min(Duration::from_millis(100));
         select! {
             recv(frames) -> item => match item {
-                Ok(Captured::Frame(frame)) => {
+                Ok(Captured::Frame(frame, used)) => {
+                    adapter.on_frame(frame.data.len(), used);
                     if let Err(e) = sender.send_frame(Instant::now(), frame) {
                         log::debug!("frame not sent: {e}");
                     }
@@ -216,17 +254,32 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         elapsed_s: round3(elapsed),
         fps: round3(stats.frames_acked as f64 / elapsed.max(1e-9)),
         rtt_ms: round3(sender.rtt().smoothed().as_secs_f64() * 1000.0),
+        rate_kbps: round3(stats.bytes_sent as f64 * 8.0 / elapsed.max(1e-9) / 1000.0),
+        target_kbps: sender.target_rate_bps().map(|t| round3(t / 1000.0)),
+        quality: adapter.settings().quality,
+        width: size_now.0,
+        height: size_now.1,
         stream_id: format!("{stream_id:08x}"),
     };
     Ok((summary, ok))
 }
 
-fn round3(v: f64) -> f64 {
+/// Link adaptation never takes JPEG quality below this; it shrinks the picture instead.
+const MIN_ADAPT_QUALITY: u8 = 30;
+
+fn rate_text(target: Option<f64>) -> String {
+    target.map_or_else(
+        || "no limit seen".to_owned(),
+        |t| format!("{:.0} kbit/s", t / 1000.0),
+    )
+}
+
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
 /// A socket connected to the viewer: the kernel then drops datagrams from anyone else.
-fn open_socket(viewer: SocketAddr) -> Result<UdpSocket> {
+pub(crate) fn open_socket(viewer: SocketAddr) -> Result<UdpSocket> {
     let domain = if viewer.is_ipv6() {
         Domain::IPV6
     } else {
@@ -264,7 +317,7 @@ fn open_socket(viewer: SocketAddr) -> Result<UdpSocket> {
 
 /// Sends one datagram. "Message too long" is fatal and names the flag that fixes it; a
 /// refused port (no viewer yet) and a full buffer are not.
-fn transmit(socket: &UdpSocket, datagram: &[u8]) -> Result<()> {
+pub(crate) fn transmit(socket: &UdpSocket, datagram: &[u8]) -> Result<()> {
     match socket.send(datagram) {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => bail!(
@@ -289,7 +342,10 @@ fn transient(e: &io::Error) -> bool {
 
 /// A thread that reads the socket and hands datagrams to the loop, so that the loop can
 /// wait on the network and the capture thread at once.
-fn spawn_receiver(socket: &UdpSocket, stop: Arc<AtomicBool>) -> Result<Receiver<Vec<u8>>> {
+pub(crate) fn spawn_receiver(
+    socket: &UdpSocket,
+    stop: Arc<AtomicBool>,
+) -> Result<Receiver<Vec<u8>>> {
     let socket = socket.try_clone().context("cannot share the UDP socket")?;
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -338,20 +394,30 @@ impl StatusLine {
         }
     }
 
-    fn maybe_print(&mut self, now: Instant, sender: &Sender) {
+    fn maybe_print(
+        &mut self,
+        now: Instant,
+        sender: &Sender,
+        settings: &Settings,
+        size: (u32, u32),
+    ) {
         if now < self.next_at {
             return;
         }
         let s = sender.stats();
         let dt = (now - self.last_at).as_secs_f64().max(1e-6);
         eprintln!(
-            "cam-client: {:.1} fps, {:.0} kbit/s, acked {}, timed out {}, retransmits {}, rtt {:.1} ms",
+            "cam-client: {:.1} fps, {:.0} kbit/s, acked {}, timed out {}, retransmits {}, rtt {:.1} ms, link {}, q{} {}x{}",
             (s.frames_acked - self.last_acked) as f64 / dt,
             (s.bytes_sent - self.last_bytes) as f64 * 8.0 / dt / 1000.0,
             s.frames_acked,
             s.frames_timed_out,
             s.retransmits,
-            sender.rtt().smoothed().as_secs_f64() * 1000.0
+            sender.rtt().smoothed().as_secs_f64() * 1000.0,
+            rate_text(sender.target_rate_bps()),
+            settings.quality,
+            size.0,
+            size.1
         );
         self.last_at = now;
         self.last_acked = s.frames_acked;

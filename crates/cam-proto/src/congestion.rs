@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Acknowledged bytes over this window give the delivery rate.
 const DELIVERY_WINDOW: Duration = Duration::from_millis(500);
-/// RTT samples over this window are reduced to their minimum, so that a single late
-/// sample (scheduling jitter) is not taken for a queue; a standing queue raises them all.
-const QUEUE_FILTER: Duration = Duration::from_millis(100);
+/// RTT samples over this window are reduced to their minimum, so that late samples
+/// (scheduling jitter on a busy machine) are not taken for a queue; a standing queue raises
+/// them all.
+const QUEUE_FILTER: Duration = Duration::from_millis(200);
 /// Target growth per second without congestion (multiplicative).
 const GROWTH_PER_SECOND: f64 = 2.0;
 /// After a decrease, give the queue time to drain before judging again.
@@ -24,6 +25,9 @@ const DECREASE_HOLD_MIN: Duration = Duration::from_millis(200);
 /// Loss share that counts as congestion (random loss below it is repaired, not obeyed).
 const LOSS_CONGESTION: f64 = 0.10;
 const MIN_TARGET_BPS: f64 = 64_000.0;
+/// Queueing delay that counts as a standing queue (plus a fifth of the propagation delay):
+/// above the jitter of a loaded machine, well below a router buffer's 100 ms.
+const QUEUE_THRESHOLD: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct RateController {
@@ -210,7 +214,7 @@ impl RateController {
         if self.hold_until.is_some_and(|t| now < t) {
             return;
         }
-        let threshold = Duration::from_millis(5) + min_rtt / 10;
+        let threshold = QUEUE_THRESHOLD + min_rtt / 5;
         let loss = self.loss_share();
         if loss > LOSS_CONGESTION || (queue > threshold && growing) {
             self.decrease(now, min_rtt, queue, loss);
@@ -303,15 +307,15 @@ mod tests {
     fn grows_again_when_the_queue_is_gone() {
         let mut rc = RateController::new();
         let t0 = Instant::now();
-        for i in 0..60u32 {
+        for i in 0..80u32 {
             let now = t0 + i * 10 * MS;
-            rc.on_frame_acked(now, 12_500, 41 * MS, true);
+            rc.on_frame_acked(now, 12_500, 50 * MS, true);
             rc.on_rtt_sample(now, if i < 40 { 40 * MS } else { 80 * MS });
         }
         let low = rc.target_bps().unwrap();
-        for i in 60..400u32 {
+        for i in 80..400u32 {
             let now = t0 + i * 10 * MS;
-            rc.on_frame_acked(now, 12_500, 41 * MS, true);
+            rc.on_frame_acked(now, 12_500, 50 * MS, true);
             rc.on_rtt_sample(now, 40 * MS);
         }
         let high = rc.target_bps().unwrap();

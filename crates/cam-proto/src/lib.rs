@@ -6,6 +6,7 @@
 
 pub mod adapt;
 pub mod assembler;
+pub mod classic;
 pub mod congestion;
 pub mod receiver;
 pub mod rtt;

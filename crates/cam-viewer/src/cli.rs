@@ -8,8 +8,16 @@ use anyhow::{bail, Result};
 use cam_proto::sim::SimulateArgs;
 use clap::Parser;
 
+pub use crate::frontend::Protocol;
+
 const EXAMPLES: &str = "\
 Keys (in the window):
+  i         on-screen display on/off (off at start): frame rate, kbit/s, frames abandoned,
+            duplicate datagrams, capture-to-display latency (needs synchronised clocks),
+            picture size, sender, the latest --msg-port message
+  s         snapshot: the picture on screen, exactly as received, to
+            snapshot-YYYYMMDD-HHMMSS.mmm.jpg (UTC time) in --snapshot-dir
+  space     pause/resume the picture (reception, acks and --record go on)
   q, Esc    quit
 
 Examples:
@@ -21,7 +29,13 @@ Examples:
     cam-client 127.0.0.1:9999 --source pattern
 
   No window: decode, count and keep every frame's exact bytes:
-    cam-viewer --headless --frames 200 --save-frames ./received";
+    cam-viewer --headless --frames 200 --save-frames ./received
+
+  Watch and record (ffplay today.avi plays it back):
+    cam-viewer --port 9999 --record today.avi
+
+  In place of the Python example's server (images on 9999, messages on 6666):
+    cam-viewer --protocol classic --port 9999 --msg-port 6666";
 
 /// Receives a camstream over UDP and shows it in a window.
 #[derive(Debug, Parser)]
@@ -52,9 +66,33 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub save_frames: Option<PathBuf>,
 
+    /// Also write every complete frame, byte for byte, to FILE as an MJPEG AVI that ffplay,
+    /// ffmpeg and VLC play. AVI has one frame rate per file: the stream's mean, from the capture
+    /// times. PNG frames (--protocol classic) are re-encoded to JPEG. When the picture size
+    /// changes or the file reaches 2 GiB, recording goes on in FILE-2.avi, FILE-3.avi, ...
+    /// The file is finalised on every exit: q, Esc, Ctrl-C, SIGTERM, --frames, --duration.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Where the s key saves snapshots [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
     /// Refuse frames that declare more bytes than this.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_frame_bytes: u32,
+
+    /// What --port speaks: camstream, or the original Python example's protocol (a length
+    /// header and 1024-byte chunks, or one datagram per image; JPEG or PNG; answered with
+    /// "get message!!!"). Classic mode has no integrity check: see the README.
+    #[arg(long, value_enum, default_value_t = Protocol::Camstream)]
+    pub protocol: Protocol,
+
+    /// Also take small JSON messages on this UDP port (6666 in the Python example): each is
+    /// printed as a JSON line on stdout and answered {"ok":true} or {"ok":false,"error":...}
+    /// ("get the msg" with --protocol classic). At most 8 KiB each.
+    #[arg(long, value_name = "PORT")]
+    pub msg_port: Option<u16>,
 
     #[command(flatten)]
     pub simulate: SimulateArgs,
@@ -68,7 +106,12 @@ pub struct Config {
     pub frames: Option<u64>,
     pub duration: Option<Duration>,
     pub save_frames: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+    /// Empty for the current directory.
+    pub snapshot_dir: PathBuf,
     pub max_frame_bytes: u32,
+    pub protocol: Protocol,
+    pub msg_port: Option<u16>,
     pub simulate: SimulateArgs,
 }
 
@@ -90,6 +133,20 @@ impl Config {
                 args.max_frame_bytes
             );
         }
+        if args.msg_port.is_some_and(|m| m == args.port && m != 0) {
+            bail!(
+                "--msg-port {} is also the --port of the stream; give the messages another port (e.g. 6666)",
+                args.port
+            );
+        }
+        if let Some(dir) = &args.snapshot_dir {
+            if !dir.is_dir() {
+                bail!(
+                    "--snapshot-dir {} is not a directory; create it first",
+                    dir.display()
+                );
+            }
+        }
         if let Some(dir) = &args.save_frames {
             std::fs::create_dir_all(dir).map_err(|e| {
                 anyhow::anyhow!(
@@ -105,7 +162,11 @@ impl Config {
             frames: args.frames,
             duration,
             save_frames: args.save_frames,
+            record: args.record,
+            snapshot_dir: args.snapshot_dir.unwrap_or_default(),
             max_frame_bytes: args.max_frame_bytes,
+            protocol: args.protocol,
+            msg_port: args.msg_port,
             simulate: args.simulate,
         })
     }

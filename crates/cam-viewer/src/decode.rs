@@ -43,6 +43,9 @@ pub enum DecodeError {
     /// The bytes are not a JPEG, or one damaged beyond decoding.
     #[error("corrupt JPEG: {0}")]
     Corrupt(String),
+    /// The bytes start like a PNG but do not decode as one.
+    #[error("corrupt PNG: {0}")]
+    CorruptPng(String),
     /// The header claims a size outside what the viewer accepts.
     #[error("JPEG size {width}x{height} is outside 1x1..={max}x{max}", max = MAX_DIMENSION)]
     BadSize { width: usize, height: usize },
@@ -87,6 +90,10 @@ impl JpegDecoder {
         jpeg: &[u8],
         pixels: &mut Vec<u32>,
     ) -> Result<Decoded, DecodeError> {
+        // Classic mode also carries PNG; the magic bytes tell.
+        if crate::picture::is_png(jpeg) {
+            return crate::picture::decode_png_into(jpeg, pixels);
+        }
         let result = self.decode_with_current(jpeg, pixels);
         if result.is_err() {
             self.reset();
@@ -169,6 +176,8 @@ fn is_libjpeg_warning(message: &str) -> bool {
 /// the summary can be read from another thread while the loop runs.
 #[derive(Debug, Default)]
 pub struct DecodeStats {
+    /// Capture-to-decoded latency of the frames decoded.
+    pub latency: crate::latency::LatencyRecorder,
     /// Frames that produced a complete image (including those with a libjpeg warning).
     pub frames_decoded: AtomicU64,
     /// Frames that could not be decoded at all.

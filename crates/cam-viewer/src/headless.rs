@@ -41,6 +41,9 @@ fn decode_loop(
         };
         let outcome = decoder.decode_into(&frame.jpeg, &mut pixels);
         stats.record(&outcome);
+        if outcome.is_ok() {
+            stats.latency.record(frame.capture_ts_us);
+        }
         match outcome {
             Ok(decoded) => {
                 if let Some(warning) = decoded.warning {

@@ -10,8 +10,9 @@ use cam_proto::receiver::ReceiverConfig;
 use cam_viewer::cli::{Args, Config};
 use cam_viewer::decode::DecodeStats;
 use cam_viewer::display::{self, DisplayOptions};
+use cam_viewer::live::LiveStats;
 use cam_viewer::summary::Summary;
-use cam_viewer::{headless, net, worker};
+use cam_viewer::{headless, jsonout, msgport, net, record, worker};
 use clap::Parser;
 
 /// Complete frames queued for decoding. Small: the sender's credit follows its free room.
@@ -42,6 +43,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .local_addr()
         .context("cannot read the bound address")?;
     log::info!("waiting for a stream on {local}");
+    let (record_sink, recorder) = match &config.record {
+        Some(path) => {
+            let (sink, recorder) = record::start(path)?;
+            log::info!("recording to {}", path.display());
+            (Some(sink), Some(recorder))
+        }
+        None => (None, None),
+    };
+    let live = Arc::new(LiveStats::default());
     let started = Instant::now();
     let (tx, rx) = crossbeam_channel::bounded(DECODE_QUEUE);
     let worker = worker::spawn(
@@ -57,7 +67,19 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             frames: config.frames,
             end_at: config.duration.map(|d| started + d),
             impairment: config.simulate.impairment(),
+            protocol: config.protocol,
+            live: (!config.headless).then(|| live.clone()),
+            record: record_sink,
         },
+    )?;
+    // The latest --msg-port message, for the on-screen display.
+    let latest_message = msgport::LatestMessage::default();
+    let messages = msgport::start(
+        config.msg_port,
+        config.bind,
+        config.protocol,
+        latest_message.clone(),
+        stop.clone(),
     )?;
 
     let stats = DecodeStats::default();
@@ -66,17 +88,47 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let opts = DisplayOptions {
             listen_desc: local.to_string(),
+            live,
+            latest_message: latest_message.clone(),
+            snapshot_dir: config.snapshot_dir.clone(),
             ..DisplayOptions::default()
         };
         display::run_window(rx, stop.clone(), opts, &stats).map_err(anyhow::Error::from)
     };
     stop.store(true, Ordering::Relaxed);
-    let report = match worker.join() {
+    let joined = worker.join();
+    // The worker held the recording's only sink: now the recorder writes what is still queued,
+    // finalises the file and ends, whichever way the worker ended.
+    let recorded = recorder.map(record::Recorder::finish);
+    let report = match joined {
         Ok(report) => report?,
         Err(_) => anyhow::bail!("the receive thread panicked"),
     };
+    // Joined before the summary, so that the summary stays the last line on stdout.
+    if let Some(report) = messages.and_then(|m| m.join().ok()) {
+        log::info!(
+            "message port: {} messages, {} refused",
+            report.messages,
+            report.refused
+        );
+    }
     shown?;
-    let summary = Summary::new(&report, &stats.snapshot(), started.elapsed());
-    println!("{}", serde_json::to_string(&summary)?);
+    let mut summary = Summary::new(
+        &report,
+        &stats.snapshot(),
+        &stats.latency,
+        started.elapsed(),
+    );
+    let mut recording_failed = None;
+    if let Some((recording, result)) = recorded {
+        summary.frames_recorded = Some(recording.frames_recorded);
+        summary.frames_unrecorded = Some(recording.frames_unrecorded);
+        recording_failed = result.err();
+    }
+    jsonout::last_line(&summary).context("cannot print the summary")?;
+    if let Some(e) = recording_failed {
+        eprintln!("cam-viewer: error: the recording is incomplete: {e:#}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

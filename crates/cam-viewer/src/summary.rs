@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::decode::DecodeCounts;
+use crate::latency::LatencyRecorder;
 use crate::worker::WorkerReport;
 
 #[derive(Debug, Serialize)]
@@ -29,10 +30,24 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// Complete frames per second between the first datagram and the last frame.
     pub fps: f64,
+    /// Capture (sender's clock) to decoded (ours): exact on one machine.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    /// With `--record`: frames written to the recording, and frames that never reached it
+    /// (the disk fell behind, or writing failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_recorded: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_unrecorded: Option<u64>,
 }
 
 impl Summary {
-    pub fn new(report: &WorkerReport, decoded: &DecodeCounts, elapsed: Duration) -> Summary {
+    pub fn new(
+        report: &WorkerReport,
+        decoded: &DecodeCounts,
+        latency: &LatencyRecorder,
+        elapsed: Duration,
+    ) -> Summary {
         let s = &report.stats;
         let active = match (report.first_datagram_at, report.last_frame_at) {
             (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
@@ -60,6 +75,10 @@ impl Summary {
             streams: s.streams_started,
             elapsed_s: round3(elapsed.as_secs_f64()),
             fps: round3(fps),
+            latency_p50_ms: latency.percentile_ms(0.5).map(round3),
+            latency_p99_ms: latency.percentile_ms(0.99).map(round3),
+            frames_recorded: None,
+            frames_unrecorded: None,
         }
     }
 }

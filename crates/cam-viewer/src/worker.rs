@@ -12,25 +12,36 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cam_proto::receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
+use cam_proto::receiver::{ReceiverConfig, ReceiverEvent, ReceiverStats};
 use cam_proto::sim::{Impairment, Link};
 use crossbeam_channel::{Sender as ChannelSender, TrySendError};
 
 use crate::frame::ReceivedFrame;
+use crate::frontend::{self, FrontEnd, Protocol};
+use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
+use crate::record::{RecordSink, RecordedFrame};
 
-/// Complete frames held while the decode queue is full. The sender respects our credit, so
-/// this only fills with a misbehaving sender; beyond it the oldest frame is dropped.
-const PENDING_MAX: usize = 16;
+/// Complete frames held while the decode queue is full. Credit covers this buffer as well
+/// as the decode queue: a long round trip needs several frames granted ahead (a
+/// bandwidth-delay product), and a sender that respects credit never overflows it; beyond
+/// it (a misbehaving sender) the oldest frame is dropped.
+const PENDING_MAX: usize = 8;
 /// Longest sleep in `recv`, so the stop flag is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub receiver: ReceiverConfig,
+    /// What `--port` speaks; classic mode is another front end over the same pipeline.
+    pub protocol: Protocol,
     pub save_frames: Option<PathBuf>,
     pub frames: Option<u64>,
     pub end_at: Option<Instant>,
     pub impairment: Impairment,
+    /// Where the window's on-screen display reads the counters (about ten times a second).
+    pub live: Option<Arc<LiveStats>>,
+    /// `--record`: every complete frame goes here too.
+    pub record: Option<RecordSink>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,7 +69,7 @@ pub fn spawn(
 struct Worker {
     socket: UdpSocket,
     frames: ChannelSender<ReceivedFrame>,
-    receiver: Receiver,
+    receiver: Box<dyn FrontEnd>,
     link: Option<Link>,
     pending: VecDeque<ReceivedFrame>,
     config: WorkerConfig,
@@ -76,7 +87,7 @@ impl Worker {
         Worker {
             socket,
             frames,
-            receiver: Receiver::new(config.receiver.clone()),
+            receiver: frontend::build(config.protocol, &config.receiver),
             link,
             pending: VecDeque::new(),
             config,
@@ -88,6 +99,7 @@ impl Worker {
     fn run(mut self, stop: &AtomicBool) -> Result<WorkerReport> {
         let mut buf = vec![0u8; 65_536];
         let mut out = Vec::with_capacity(2048);
+        let mut next_publish = Instant::now();
         loop {
             let now = Instant::now();
             if stop.load(Ordering::Relaxed) || self.config.end_at.is_some_and(|t| now >= t) {
@@ -105,6 +117,10 @@ impl Worker {
                 }
             }
             self.flush_link(now);
+            if now >= next_publish {
+                self.publish_live(now);
+                next_publish = now + PUBLISH_INTERVAL;
+            }
             let done = self
                 .config
                 .frames
@@ -156,7 +172,7 @@ impl Worker {
             Ok((n, from)) => {
                 let now = Instant::now();
                 self.report.first_datagram_at.get_or_insert(now);
-                let _ = self.receiver.handle_datagram(now, from, &buf[..n]);
+                self.receiver.handle_datagram(now, from, &buf[..n]);
             }
             Err(e)
                 if matches!(
@@ -177,11 +193,25 @@ impl Worker {
                     self.report.last_frame_at = Some(frame.completed_at);
                     if let Some(dir) = &self.config.save_frames {
                         self.report.frames_saved += 1;
-                        let path = dir.join(format!("frame-{:06}.jpg", self.report.frames_saved));
+                        let path = dir.join(format!(
+                            "frame-{:06}.{}",
+                            self.report.frames_saved,
+                            crate::picture::extension(&frame.data)
+                        ));
                         std::fs::write(&path, &frame.data)
                             .with_context(|| format!("cannot save {}", path.display()))?;
                     }
                     let header = frame.header;
+                    if let Some(sink) = &self.config.record {
+                        let (width, height) = header.map_or((0, 0), |h| (h.width, h.height));
+                        let captured = header.map(|h| h.capture_ts_us);
+                        sink.offer(RecordedFrame::new(
+                            frame.data.clone(),
+                            width,
+                            height,
+                            captured,
+                        ));
+                    }
                     if self.pending.len() >= PENDING_MAX {
                         self.pending.pop_front();
                         self.report.frames_overflowed += 1;
@@ -235,14 +265,21 @@ impl Worker {
                 }
             }
         }
-        let room = self
-            .frames
-            .capacity()
-            .unwrap_or(1)
+        let room = (self.frames.capacity().unwrap_or(1) + PENDING_MAX)
             .saturating_sub(self.frames.len())
             .saturating_sub(self.pending.len());
         self.receiver
             .set_credit(u16::try_from(room).unwrap_or(u16::MAX));
+    }
+
+    fn publish_live(&self, now: Instant) {
+        if let Some(live) = &self.config.live {
+            live.publish(LiveSnapshot {
+                at: Some(now),
+                receiver: self.receiver.stats().clone(),
+                frames_overflowed: self.report.frames_overflowed,
+            });
+        }
     }
 
     fn flush_link(&mut self, now: Instant) {

@@ -306,7 +306,10 @@ mod tests {
     fn missing_path_says_what_source_takes() {
         let err = JpegFiles::open(Path::new("/no/such/camstream/frames")).expect_err("missing");
         assert!(matches!(err, SourceError::NotFound { .. }), "{err:?}");
-        assert!(err.to_string().contains("camera:N, pattern"), "{err}");
+        assert!(
+            err.to_string().contains("camera:N, pattern, texture"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use crate::encode::EncodeError;
 
 pub mod camera;
 pub mod files;
-pub mod font;
 pub mod jpeg;
 pub mod pattern;
+pub mod texture;
 
 /// One JPEG frame, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,15 @@ pub trait FrameSource: Send {
     fn is_live(&self) -> bool;
     /// One line for the log, e.g. "test card 640x480 q80" or "camera 0 'Integrated Webcam' MJPEG 640x480@30".
     fn describe(&self) -> String;
+    /// True when the source encodes its frames, so link adaptation may change the quality and
+    /// picture size (`configure`); false for frames sent byte for byte.
+    fn can_reencode(&self) -> bool {
+        false
+    }
+    /// Applies the quality and picture size link adaptation chose, from the next frame on.
+    fn configure(&mut self, _quality: u8, _width: u32, _height: u32) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// What `--source` names.
@@ -42,6 +51,8 @@ pub enum SourceSpec {
         index: u32,
     },
     Pattern,
+    /// Deterministic textured frames (noise, gradient, motion): JPEG sizes like a real scene.
+    Texture,
     /// A `.jpg` file or a directory of them; `./camera` reaches a file that is named `camera`.
     Path(PathBuf),
 }
@@ -51,7 +62,7 @@ pub enum SourceSpec {
 #[non_exhaustive]
 pub enum SourceSpecError {
     #[error(
-        "--source is empty; use camera, camera:N, pattern, or a path to a .jpg file or a directory"
+        "--source is empty; use camera, camera:N, pattern, texture, or a path to a .jpg file or a directory"
     )]
     Empty,
     #[error("'{0}' is not a camera index; use a number, e.g. camera:0")]
@@ -67,6 +78,9 @@ impl FromStr for SourceSpec {
         }
         if text == "pattern" {
             return Ok(SourceSpec::Pattern);
+        }
+        if text == "texture" {
+            return Ok(SourceSpec::Texture);
         }
         if text == "camera" {
             return Ok(SourceSpec::Camera { index: 0 });
@@ -86,6 +100,7 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Camera { index } => write!(f, "camera:{index}"),
             SourceSpec::Pattern => f.write_str("pattern"),
+            SourceSpec::Texture => f.write_str("texture"),
             SourceSpec::Path(path) => write!(f, "{}", path.display()),
         }
     }
@@ -131,7 +146,7 @@ pub enum SourceError {
         height: u32,
         reason: &'static str,
     },
-    #[error("{path} does not exist (--source takes camera, camera:N, pattern, or a .jpg file or a directory of them)")]
+    #[error("{path} does not exist (--source takes camera, camera:N, pattern, texture, or a .jpg file or a directory of them)")]
     NotFound { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
@@ -167,6 +182,7 @@ pub fn open_source(
     Ok(match spec {
         SourceSpec::Camera { index } => Box::new(camera::CameraSource::open(*index, opts)?),
         SourceSpec::Pattern => Box::new(pattern::TestCard::new(opts)?),
+        SourceSpec::Texture => Box::new(texture::Texture::new(opts)?),
         SourceSpec::Path(path) => Box::new(files::JpegFiles::open(path)?),
     })
 }

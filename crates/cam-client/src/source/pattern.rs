@@ -1,9 +1,11 @@
 //! The animated test card (`--source pattern`): works without a camera, and shows at a glance
 //! whether colours survive the trip, whether motion is smooth and which frames are lost.
 
+use cam_text::font::{self, Rect};
+use cam_text::RgbCanvas;
+
 use crate::encode::JpegEncoder;
 
-use super::font::{self, Rect};
 use super::{FrameSource, SourceError, SourceFrame, SourceOptions};
 
 pub const MIN_SIDE: u32 = 16;
@@ -139,11 +141,7 @@ impl TestCard {
 
     fn draw_bottom(&mut self, frame_number: u64) {
         let layout = self.layout;
-        let mut canvas = Canvas {
-            rgb: &mut self.rgb,
-            width: layout.width,
-            height: layout.height,
-        };
+        let mut canvas = RgbCanvas::new(&mut self.rgb, layout.width, layout.height);
         canvas.fill(
             Rect {
                 x: 0,
@@ -162,12 +160,12 @@ impl TestCard {
             },
             WHITE,
         );
-        font::draw_text(
+        canvas.text(
             &frame_number.to_string(),
             layout.margin,
             layout.text_y,
             layout.text_scale,
-            |rect| canvas.fill(rect, WHITE),
+            WHITE,
         );
     }
 }
@@ -191,6 +189,21 @@ impl FrameSource for TestCard {
         false
     }
 
+    fn can_reencode(&self) -> bool {
+        true
+    }
+
+    fn configure(&mut self, quality: u8, width: u32, height: u32) -> Result<(), SourceError> {
+        self.encoder.set_quality(quality)?;
+        if (width as usize, height as usize) != (self.layout.width, self.layout.height) {
+            check_size(width, height)?;
+            self.layout = Layout::new(width as usize, height as usize);
+            self.rgb = vec![0; width as usize * height as usize * 3];
+            self.draw_bars();
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "test card {}x{} q{}",
@@ -201,7 +214,7 @@ impl FrameSource for TestCard {
     }
 }
 
-fn check_size(width: u32, height: u32) -> Result<(), SourceError> {
+pub(crate) fn check_size(width: u32, height: u32) -> Result<(), SourceError> {
     let reason = if width % 2 != 0 || height % 2 != 0 {
         "width and height must be even"
     } else if width < MIN_SIDE || height < MIN_SIDE {
@@ -216,29 +229,6 @@ fn check_size(width: u32, height: u32) -> Result<(), SourceError> {
         height,
         reason,
     })
-}
-
-/// A packed RGB image that clips what is drawn on it.
-struct Canvas<'a> {
-    rgb: &'a mut [u8],
-    width: usize,
-    height: usize,
-}
-
-impl Canvas<'_> {
-    fn fill(&mut self, rect: Rect, colour: [u8; 3]) {
-        let right = (rect.x + rect.width).min(self.width);
-        let bottom = (rect.y + rect.height).min(self.height);
-        if rect.x >= right {
-            return;
-        }
-        for y in rect.y..bottom {
-            let row = y * self.width * 3;
-            for pixel in self.rgb[row + rect.x * 3..row + right * 3].chunks_exact_mut(3) {
-                pixel.copy_from_slice(&colour);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -226,6 +226,12 @@ impl Drop for Proc {
 /// Starts a headless viewer on a free port and waits until it listens.
 pub fn start_viewer(extra: &[&str]) -> (Proc, u16) {
     let port = free_udp_port();
+    (start_viewer_on(port, extra), port)
+}
+
+/// Starts a headless viewer on `port` (e.g. the port of one that was killed) and waits
+/// until it listens.
+pub fn start_viewer_on(port: u16, extra: &[&str]) -> Proc {
     let port_s = port.to_string();
     let mut args = vec!["--headless", "--port", &port_s];
     args.extend_from_slice(extra);
@@ -235,7 +241,7 @@ pub fn start_viewer(extra: &[&str]) -> (Proc, u16) {
         "viewer did not start listening; stderr:\n{}",
         viewer.stderr()
     );
-    (viewer, port)
+    viewer
 }
 
 pub fn start_client(port: u16, extra: &[&str]) -> Proc {
@@ -317,4 +323,24 @@ pub fn saved_frames(dir: &Path) -> Vec<Vec<u8>> {
         .collect();
     names.sort();
     names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Checks `done` every few milliseconds until it holds; false on timeout. For what no log
+/// line announces (a file appearing, a count growing), never as a blind sleep.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many entries `dir` holds (0 when it cannot be read).
+pub fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
 }

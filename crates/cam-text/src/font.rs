@@ -1,7 +1,6 @@
-//! A 5x7 bitmap font (digits, upper-case letters, some punctuation) drawn as scaled rectangles.
-//!
-//! Built in so the test card and, later, the viewer's on-screen display need no font files or
-//! font crates. Drawing goes through a rectangle callback, so any pixel format can use it.
+//! A 5x7 bitmap font (digits, letters in both cases, the punctuation that addresses, numbers and
+//! JSON need) drawn as scaled rectangles. Drawing goes through a rectangle callback, so any pixel
+//! format can use it; [`crate::canvas`] has the two the project needs.
 
 /// Glyph cell size in font pixels.
 pub const GLYPH_WIDTH: usize = 5;
@@ -24,7 +23,8 @@ pub struct Rect {
 /// Drawn for characters the font lacks, so a gap never hides a missing glyph.
 const UNKNOWN: Glyph = [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F];
 
-/// Lower-case letters other than `x` fall back to capitals.
+/// The glyph for `c`; a box for characters the font lacks. Lower-case letters follow the
+/// HD44780 character ROM's shapes, squeezed into seven rows (descenders sit on the baseline).
 pub fn glyph(c: char) -> Glyph {
     match c {
         '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
@@ -63,8 +63,6 @@ pub fn glyph(c: char) -> Glyph {
         'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
         'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
         'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        // A small x reads better than a capital in sizes such as "640x480".
-        'x' => [0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11],
         ' ' => [0x00; GLYPH_HEIGHT],
         '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
         ',' => [0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08],
@@ -86,7 +84,120 @@ pub fn glyph(c: char) -> Glyph {
         '@' => [0x0E, 0x11, 0x17, 0x15, 0x17, 0x10, 0x0E],
         '\'' => [0x04, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00],
         '"' => [0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00, 0x00],
-        c if c.is_ascii_lowercase() => glyph(c.to_ascii_uppercase()),
+        'a' => [
+            0b00000, 0b00000, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111,
+        ],
+        'b' => [
+            0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b11110,
+        ],
+        'c' => [
+            0b00000, 0b00000, 0b01110, 0b10000, 0b10000, 0b10001, 0b01110,
+        ],
+        'd' => [
+            0b00001, 0b00001, 0b01101, 0b10011, 0b10001, 0b10001, 0b01111,
+        ],
+        'e' => [
+            0b00000, 0b00000, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110,
+        ],
+        'f' => [
+            0b00110, 0b01001, 0b01000, 0b11100, 0b01000, 0b01000, 0b01000,
+        ],
+        'g' => [
+            0b00000, 0b01111, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110,
+        ],
+        'h' => [
+            0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001,
+        ],
+        'i' => [
+            0b00100, 0b00000, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110,
+        ],
+        'j' => [
+            0b00010, 0b00000, 0b00110, 0b00010, 0b00010, 0b10010, 0b01100,
+        ],
+        'k' => [
+            0b10000, 0b10000, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010,
+        ],
+        'l' => [
+            0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
+        ],
+        'm' => [
+            0b00000, 0b00000, 0b11010, 0b10101, 0b10101, 0b10001, 0b10001,
+        ],
+        'n' => [
+            0b00000, 0b00000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001,
+        ],
+        'o' => [
+            0b00000, 0b00000, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110,
+        ],
+        'p' => [
+            0b00000, 0b00000, 0b11110, 0b10001, 0b11110, 0b10000, 0b10000,
+        ],
+        'q' => [
+            0b00000, 0b00000, 0b01101, 0b10011, 0b01111, 0b00001, 0b00001,
+        ],
+        'r' => [
+            0b00000, 0b00000, 0b10110, 0b11001, 0b10000, 0b10000, 0b10000,
+        ],
+        's' => [
+            0b00000, 0b00000, 0b01110, 0b10000, 0b01110, 0b00001, 0b11110,
+        ],
+        't' => [
+            0b01000, 0b01000, 0b11100, 0b01000, 0b01000, 0b01001, 0b00110,
+        ],
+        'u' => [
+            0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101,
+        ],
+        'v' => [
+            0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100,
+        ],
+        'w' => [
+            0b00000, 0b00000, 0b10001, 0b10001, 0b10101, 0b10101, 0b01010,
+        ],
+        'x' => [
+            0b00000, 0b00000, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001,
+        ],
+        'y' => [
+            0b00000, 0b00000, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110,
+        ],
+        'z' => [
+            0b00000, 0b00000, 0b11111, 0b00010, 0b00100, 0b01000, 0b11111,
+        ],
+        '[' => [
+            0b01110, 0b01000, 0b01000, 0b01000, 0b01000, 0b01000, 0b01110,
+        ],
+        ']' => [
+            0b01110, 0b00010, 0b00010, 0b00010, 0b00010, 0b00010, 0b01110,
+        ],
+        '{' => [
+            0b00010, 0b00100, 0b00100, 0b01000, 0b00100, 0b00100, 0b00010,
+        ],
+        '}' => [
+            0b01000, 0b00100, 0b00100, 0b00010, 0b00100, 0b00100, 0b01000,
+        ],
+        '*' => [
+            0b00000, 0b00100, 0b10101, 0b01110, 0b10101, 0b00100, 0b00000,
+        ],
+        '|' => [
+            0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100,
+        ],
+        '\\' => [
+            0b00000, 0b10000, 0b01000, 0b00100, 0b00010, 0b00001, 0b00000,
+        ],
+        '&' => [
+            0b01100, 0b10010, 0b10100, 0b01000, 0b10101, 0b10010, 0b01101,
+        ],
+        '$' => [
+            0b00100, 0b01111, 0b10100, 0b01110, 0b00101, 0b11110, 0b00100,
+        ],
+        '~' => [
+            0b00000, 0b00000, 0b01000, 0b10101, 0b00010, 0b00000, 0b00000,
+        ],
+        '^' => [
+            0b00100, 0b01010, 0b10001, 0b00000, 0b00000, 0b00000, 0b00000,
+        ],
+        '`' => [
+            0b01000, 0b00100, 0b00010, 0b00000, 0b00000, 0b00000, 0b00000,
+        ],
         _ => UNKNOWN,
     }
 }
@@ -178,7 +289,7 @@ mod tests {
 
     #[test]
     fn every_digit_and_letter_is_distinct() {
-        let chars: Vec<char> = ('0'..='9').chain('A'..='Z').collect();
+        let chars: Vec<char> = ('0'..='9').chain('A'..='Z').chain('a'..='z').collect();
         for (i, a) in chars.iter().enumerate() {
             assert_ne!(glyph(*a), UNKNOWN, "{a} has a glyph");
             assert_ne!(glyph(*a), [0; GLYPH_HEIGHT], "{a} is not blank");
@@ -189,10 +300,22 @@ mod tests {
     }
 
     #[test]
-    fn fallbacks() {
-        assert_eq!(glyph('q'), glyph('Q'));
-        assert_ne!(glyph('x'), glyph('X'));
+    fn printable_ascii_has_glyphs_and_the_rest_gets_a_box() {
+        for c in (' '..='~').filter(|c| *c != ' ') {
+            assert_ne!(glyph(c), UNKNOWN, "{c:?} has a glyph");
+            assert_ne!(glyph(c), [0; GLYPH_HEIGHT], "{c:?} is not blank");
+        }
+        assert_eq!(glyph(' '), [0; GLYPH_HEIGHT]);
         assert_eq!(glyph('€'), UNKNOWN);
+        assert_eq!(glyph('\n'), UNKNOWN);
         assert_eq!(text_width("", 3), 0);
+    }
+
+    #[test]
+    fn lower_case_x_is_small() {
+        assert_eq!(
+            picture("x", 1),
+            [".....", ".....", "#...#", ".#.#.", "..#..", ".#.#.", "#...#"]
+        );
     }
 }
