@@ -169,6 +169,7 @@ fn window_without_display_suggests_headless() {
 #[test]
 fn client_without_viewer_gives_up_with_a_reason() {
     let port = common::procs::free_udp_port();
+    client_bin(); // build it first: the build is not the client's time
     let started = Instant::now();
     let mut client = start_client(port, &["--source", "pattern", "--give-up", "1"]);
     let status = client.wait(PATIENCE).unwrap();
