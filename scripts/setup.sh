@@ -18,7 +18,7 @@ done
 packages=(build-essential cmake nasm libclang-dev pkg-config libx11-6 libxcursor1 libxrandr2 libxi6)
 if [ "$want_window_tests" = 1 ]; then
   # Xvfb, xdotool and xwd drive and look at the window; ffprobe (ffmpeg) checks --record files.
-  packages+=(xvfb x11-apps xdotool ffmpeg)
+  packages+=(python3 xvfb x11-apps xdotool ffmpeg)
 fi
 if [ "$want_bench" = 1 ]; then
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg)
