@@ -21,7 +21,8 @@ if [ "$want_window_tests" = 1 ]; then
   packages+=(python3 xvfb x11-apps xdotool ffmpeg)
 fi
 if [ "$want_bench" = 1 ]; then
-  packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg)
+  # python3 runs scripts/bench.py; perf profiles (bench/ANALYSIS.md).
+  packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg python3 linux-perf)
 fi
 
 missing=()

@@ -49,7 +49,8 @@ pub fn spawn(
     let fps = initial.fps;
     let (tx, rx) = bounded::<Captured>(1);
     let drain = rx.clone();
-    let newest_wins = source.is_live() || fps > 0;
+    let live = source.is_live();
+    let newest_wins = live || fps > 0;
     let mut interval = (fps > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(fps)));
     let mut applied = initial;
     let handle = std::thread::Builder::new()
@@ -78,13 +79,16 @@ pub fn spawn(
                     // Behind schedule (a slow camera): restart the clock rather than burst.
                     next_at = (next_at + interval).max(Instant::now());
                 }
+                // A file or generated frame is captured when it is asked for, so its latency
+                // includes encoding; a camera's frame exists only once next_frame returns.
+                let asked_at_us = wall_clock_us();
                 let item = match source.next_frame() {
                     Ok(Some(frame)) => Captured::Frame(
                         OutgoingFrame {
                             data: frame.jpeg,
                             width: frame.width,
                             height: frame.height,
-                            capture_ts_us: wall_clock_us(),
+                            capture_ts_us: if live { wall_clock_us() } else { asked_at_us },
                         },
                         applied,
                     ),

@@ -49,7 +49,8 @@ pub fn checked_chunk_size(asked: Option<u32>) -> Result<usize> {
 
 /// Runs the classic send loop until the frame count, the duration, Ctrl-C or a fatal error.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
-    let source = source::open_source(&config.source, &config.source_options)
+    let at_end = source::AtEnd::loop_if(config.frames.is_some() || config.duration.is_some());
+    let source = source::open_source_with(&config.source, &config.source_options, at_end)
         .with_context(|| format!("cannot open source '{}'", config.source))?;
     log::info!("source: {}", source.describe());
     let socket = run::open_socket(config.viewer)?;
@@ -243,6 +244,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         width: config.source_options.width,
         height: config.source_options.height,
         stream_id: "classic".into(),
+        keyed: false,
     };
     Ok((summary, ok))
 }

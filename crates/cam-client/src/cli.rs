@@ -1,14 +1,18 @@
 //! Command-line flags, checked into a `Config` the rest of the program can trust.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cam_proto::secure::keyfile::read_key_file;
+use cam_proto::secure::Psk;
 use cam_proto::sim::SimulateArgs;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
 use clap::Parser;
 
 pub use crate::classic::Protocol;
+use crate::source::mjpeg::Passthrough;
 use crate::source::{SourceOptions, SourceSpec};
 
 const EXAMPLES: &str = "\
@@ -18,6 +22,7 @@ Examples:
     cam-client 127.0.0.1:9999 --source pattern
 
   Webcam to a remote viewer (run cam-viewer --port 9999 on the monitoring machine):
+    cam-client --list-cameras
     cam-client monitor.example.net:9999 --source camera:0 --size 1280x720 --fps 30
 
   Stream a folder of JPEG files byte for byte, as fast as the viewer takes them:
@@ -42,7 +47,8 @@ pub struct Args {
     #[arg(long, default_value = "camera:0", value_name = "SOURCE")]
     pub source: SourceSpec,
 
-    /// Picture size for the camera and the test card.
+    /// Picture size for the camera and the test card. A camera gets its closest mode in size
+    /// and frame rate, preferring MJPEG (see --list-cameras for what it offers).
     #[arg(long, default_value = "640x480", value_name = "WxH", value_parser = parse_size)]
     pub size: (u32, u32),
 
@@ -53,6 +59,15 @@ pub struct Args {
     /// JPEG quality for frames we encode (1-100).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
+
+    /// What an MJPEG camera's JPEG frames get. In every mode a frame without Huffman tables
+    /// gets the standard ones (ITU T.81 Annex K); JPEG files (--source DIR) are never touched.
+    #[arg(long, value_enum, default_value_t = Passthrough::Auto, value_name = "MODE")]
+    pub passthrough: Passthrough,
+
+    /// List the cameras, with the formats, sizes and frame rates each offers, and exit.
+    #[arg(long)]
+    pub list_cameras: bool,
 
     /// Frame bytes per datagram (default 1200, which fits any path with a 1,280-byte MTU or
     /// more). With --protocol classic the default is the example's 1024, and 0 sends each
@@ -99,6 +114,18 @@ pub struct Args {
     #[arg(long, value_name = "JSON")]
     pub send_msg: Option<String>,
 
+    /// Write a new random key to FILE (64 hex digits, readable by you only; an existing file
+    /// is never replaced) and exit. Copy it to the viewer's machine and give both programs
+    /// --key-file FILE.
+    #[arg(long, value_name = "FILE")]
+    pub gen_key: Option<PathBuf>,
+
+    /// Encrypt and authenticate the stream with the key in FILE: one from --gen-key, or a
+    /// passphrase of at least 12 characters on its first line. The viewer needs the same
+    /// key. Without a key the stream is neither encrypted nor authenticated.
+    #[arg(long, value_name = "FILE", env = "CAMSTREAM_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub simulate: SimulateArgs,
 }
@@ -138,6 +165,8 @@ pub struct Config {
     pub give_up: Duration,
     pub protocol: Protocol,
     pub simulate: SimulateArgs,
+    /// Keyed mode (`--key-file`).
+    pub psk: Option<Psk>,
 }
 
 /// Largest chunk that fits one UDP datagram, leaving room for a future AEAD tag.
@@ -146,6 +175,16 @@ pub const MIN_CHUNK_SIZE: usize = 16;
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
+        if args.key_file.is_some() && args.protocol == Protocol::Classic {
+            bail!("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted");
+        }
+        let psk = match &args.key_file {
+            Some(path) => {
+                log::info!("reading the key from {}", path.display());
+                Some(read_key_file(path)?)
+            }
+            None => None,
+        };
         let chunk_size = match args.protocol {
             Protocol::Classic => crate::classic::checked_chunk_size(args.chunk_size)?,
             Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,
@@ -184,6 +223,7 @@ impl Config {
                 height: args.size.1,
                 fps: args.fps,
                 quality: args.quality,
+                passthrough: args.passthrough,
             },
             fps: args.fps,
             chunk_size: chunk_size as u16,
@@ -195,6 +235,7 @@ impl Config {
             give_up: Duration::from_secs_f64(args.give_up),
             protocol: args.protocol,
             simulate: args.simulate,
+            psk,
         })
     }
 }

@@ -459,11 +459,11 @@ fn average(a: u8, b: u8) -> usize {
     (usize::from(a) + usize::from(b)).div_ceil(2)
 }
 
-const IDENTITY: [u8; 256] = range_table(0, 255, 0);
+pub(crate) const IDENTITY: [u8; 256] = range_table(0, 255, 0);
 /// Studio-range luma (16..=235) to JPEG's full range.
-const LUMA_TO_FULL: [u8; 256] = range_table(16, 219, 0);
+pub(crate) const LUMA_TO_FULL: [u8; 256] = range_table(16, 219, 0);
 /// Studio-range chroma (16..=240 around 128) to JPEG's full range.
-const CHROMA_TO_FULL: [u8; 256] = range_table(128, 224, 128);
+pub(crate) const CHROMA_TO_FULL: [u8; 256] = range_table(128, 224, 128);
 
 const fn range_table(offset: i32, span: i32, centre: i32) -> [u8; 256] {
     let mut table = [0u8; 256];

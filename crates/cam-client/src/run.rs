@@ -51,6 +51,8 @@ pub struct Summary {
     pub width: u32,
     pub height: u32,
     pub stream_id: String,
+    /// Keyed mode (`--key-file`): every datagram sealed, after a handshake.
+    pub keyed: bool,
 }
 
 /// Runs until the frame count, the duration, Ctrl-C or a fatal error. Returns the summary
@@ -59,7 +61,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
     if config.protocol == crate::classic::Protocol::Classic {
         return crate::classic::run(config, stop);
     }
-    let source = source::open_source(&config.source, &config.source_options)
+    let at_end = source::AtEnd::loop_if(config.frames.is_some() || config.duration.is_some());
+    let source = source::open_source_with(&config.source, &config.source_options, at_end)
         .with_context(|| format!("cannot open source '{}'", config.source))?;
     log::info!("source: {}", source.describe());
     let socket = open_socket(config.viewer)?;
@@ -74,9 +77,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
             frame_deadline: config.frame_deadline,
             frame_interval: (config.fps > 0)
                 .then(|| Duration::from_secs_f64(1.0 / f64::from(config.fps))),
+            psk: config.psk.clone(),
             ..SenderConfig::default()
         },
     );
+    if sender.is_keyed() {
+        log::info!("keyed: handshaking with the viewer, then encrypting every datagram");
+    }
     let impairment = config.simulate.impairment();
     let mut link = (!impairment.is_perfect()).then(|| Link::new(impairment));
     if link.is_some() {
@@ -97,11 +104,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         fps: config.fps,
         can_reencode: source.can_reencode(),
     });
+    let full_size = source
+        .size()
+        .unwrap_or((config.source_options.width, config.source_options.height));
     let (settings_tx, settings_rx) = bounded::<CaptureSettings>(4);
     let (captured, capture_thread) =
         capture::spawn(source, adapter.settings(), settings_rx, stop.clone())
             .context("cannot start the capture thread")?;
-    let (full_w, full_h) = (config.source_options.width, config.source_options.height);
+    let (full_w, full_h) = full_size;
     let mut size_now = (full_w, full_h);
     let inbox = spawn_receiver(&socket, stop.clone())?;
 
@@ -126,12 +136,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         if time_done || ((budget_done || exhausted) && sender.frames_in_flight() == 0) {
             break;
         }
-        if sender.stats().acks_received == 0 && now - started >= config.give_up {
+        if !sender.has_heard_viewer() && now - started >= config.give_up {
             log::error!(
-                "no answer from a viewer at {} within {:.1} s: is cam-viewer running there (and on that port)? \
-                 A firewall may block UDP, or a viewer behind NAT needs a forwarded port.",
-                config.viewer_text,
-                config.give_up.as_secs_f64()
+                "{}",
+                no_answer_message(config, sender.is_keyed(), now - started)
             );
             never_answered_warned = true;
             ok = false;
@@ -189,7 +197,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
             link.as_ref().and_then(Link::next_delivery),
             end_at,
             Some(status.next_at),
-            Some(started + config.give_up),
+            // Only while nobody has answered: once past, it would turn this loop into a spin.
+            (!sender.has_heard_viewer()).then_some(started + config.give_up),
         ]
         .into_iter()
         .flatten()
@@ -231,10 +240,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
     let capture_dropped = capture_thread.join().unwrap_or(0);
     let elapsed = started.elapsed().as_secs_f64();
     let stats = sender.stats().clone();
-    if stats.acks_received == 0 && !never_answered_warned {
+    if !sender.has_heard_viewer() && !never_answered_warned {
         log::error!(
-            "the viewer at {} never answered: is cam-viewer running there?",
-            config.viewer_text
+            "{}",
+            no_answer_message(config, sender.is_keyed(), started.elapsed())
         );
         ok = false;
     }
@@ -260,8 +269,33 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         width: size_now.0,
         height: size_now.1,
         stream_id: format!("{stream_id:08x}"),
+        keyed: sender.is_keyed(),
     };
     Ok((summary, ok))
+}
+
+/// Why a viewer may never have answered, likeliest first.
+fn no_answer_message(config: &Config, keyed: bool, waited: Duration) -> String {
+    let network = "Is cam-viewer running there (and on that port)? A firewall may block UDP, \
+                   or a viewer behind NAT needs a forwarded port.";
+    if keyed {
+        format!(
+            "no valid answer from a viewer at {} within {:.1} s. This client has a key \
+             (--key-file): a viewer without a key, or with a different key, refuses everything \
+             it sends, so the likely cause is a key on one side only or different keys: start \
+             cam-viewer with --key-file and the same key file. {network}",
+            config.viewer_text,
+            waited.as_secs_f64()
+        )
+    } else {
+        format!(
+            "no answer from a viewer at {} within {:.1} s. {network} If the viewer was started \
+             with --key-file, this client needs the same key (--key-file): a key on one side \
+             only or different keys get no answer.",
+            config.viewer_text,
+            waited.as_secs_f64()
+        )
+    }
 }
 
 /// Link adaptation never takes JPEG quality below this; it shrinks the picture instead.

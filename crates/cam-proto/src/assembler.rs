@@ -41,6 +41,10 @@ pub struct FrameAssembly {
     pub(crate) verified_at: Option<Instant>,
     /// When the viewer last reported this frame's holes (for its repair-time estimate).
     pub(crate) nack_sent_at: Option<Instant>,
+    /// The last chunk the latest report of holes asked for. When it arrives and holes
+    /// remain, they are reported at once: a repair round then costs a round trip, as the
+    /// first one does (the tail's arrival triggers that), not a probe timeout.
+    pub(crate) repair_tail: Option<u32>,
 }
 
 impl FrameAssembly {
@@ -81,6 +85,7 @@ impl FrameAssembly {
             last_progress: now,
             verified_at: None,
             nack_sent_at: None,
+            repair_tail: None,
         }
     }
 

@@ -22,8 +22,17 @@ const QUEUE_FILTER: Duration = Duration::from_millis(200);
 const GROWTH_PER_SECOND: f64 = 2.0;
 /// After a decrease, give the queue time to drain before judging again.
 const DECREASE_HOLD_MIN: Duration = Duration::from_millis(200);
-/// Loss share that counts as congestion (random loss below it is repaired, not obeyed).
+/// Loss share that can count as congestion (random loss below it is repaired, not obeyed).
 const LOSS_CONGESTION: f64 = 0.10;
+/// Above `LOSS_CONGESTION`, loss counts only when it is this many times the link's usual
+/// loss: a lossy Wi-Fi link loses steadily whatever we send, a full queue loses more the
+/// more we send. (A growing queue counts whatever the loss.)
+const LOSS_RISE: f64 = 1.5;
+/// How slowly the usual loss follows the measured loss (per evaluation).
+const LOSS_BASELINE_WEIGHT: f64 = 0.02;
+/// The target never grows past this multiple of the rate actually measured: a stream that
+/// sends little (app-limited) must not talk itself into an absurd estimate.
+const GROWTH_CAP: f64 = 2.0;
 const MIN_TARGET_BPS: f64 = 64_000.0;
 /// Queueing delay that counts as a standing queue (plus a fifth of the propagation delay):
 /// above the jitter of a loaded machine, well below a router buffer's 100 ms.
@@ -45,6 +54,8 @@ pub struct RateController {
     /// The filtered queue delay a little while ago: its trend tells a growing queue
     /// (decrease) from one that is draining after a decrease (wait).
     queue_then: Option<(Instant, Duration)>,
+    /// The link's usual loss share, followed slowly.
+    loss_baseline: f64,
     decreases: u64,
 }
 
@@ -67,6 +78,7 @@ impl RateController {
             hold_until: None,
             last_growth: None,
             queue_then: None,
+            loss_baseline: 0.0,
             decreases: 0,
         }
     }
@@ -211,12 +223,16 @@ impl RateController {
                 true
             }
         };
+        // Followed on every sample, holds included, so steady loss soon counts as usual.
+        self.loss_baseline += (self.loss_share() - self.loss_baseline) * LOSS_BASELINE_WEIGHT;
         if self.hold_until.is_some_and(|t| now < t) {
             return;
         }
         let threshold = QUEUE_THRESHOLD + min_rtt / 5;
         let loss = self.loss_share();
-        if loss > LOSS_CONGESTION || (queue > threshold && growing) {
+        let loss_congested = loss > LOSS_CONGESTION
+            && (loss > self.loss_baseline * LOSS_RISE || queue > threshold / 2);
+        if loss_congested || (queue > threshold && growing) {
             self.decrease(now, min_rtt, queue, loss);
         } else if queue > threshold / 2 {
             // Draining after a decrease: neither push nor back off further.
@@ -224,21 +240,29 @@ impl RateController {
         } else if let Some(target) = self.target_bps {
             let last = self.last_growth.unwrap_or(now);
             let dt = now.saturating_duration_since(last).as_secs_f64();
-            self.target_bps = Some(target * GROWTH_PER_SECOND.powf(dt));
+            let mut grown = target * GROWTH_PER_SECOND.powf(dt);
+            if let Some(measured) = self.measured_rate_bps(now) {
+                grown = grown.min((measured * GROWTH_CAP).max(target));
+            }
+            self.target_bps = Some(grown);
             self.last_growth = Some(now);
         }
     }
 
-    fn decrease(&mut self, now: Instant, min_rtt: Duration, queue: Duration, loss: f64) {
-        // The rate frames were delivered at, or what their trains show the bottleneck
-        // carries, whichever is higher (a sender that sent little delivered little).
+    /// The rate frames were delivered at, or what their trains show the bottleneck carries,
+    /// whichever is higher (a sender that sent little delivered little).
+    fn measured_rate_bps(&self, now: Instant) -> Option<f64> {
         let delivered = self
             .delivery_rate_bps(now)
             .filter(|_| self.acked.len() >= 2);
-        let measured = match (delivered, self.train_rate_bps()) {
+        match (delivered, self.train_rate_bps()) {
             (Some(d), Some(t)) => Some(d.max(t)),
             (d, t) => d.or(t),
-        };
+        }
+    }
+
+    fn decrease(&mut self, now: Instant, min_rtt: Duration, queue: Duration, loss: f64) {
+        let measured = self.measured_rate_bps(now);
         let factor = if loss > LOSS_CONGESTION {
             (1.0 - 0.5 * loss).min(0.85)
         } else {
@@ -320,6 +344,42 @@ mod tests {
         }
         let high = rc.target_bps().unwrap();
         assert!(high > low * 2.0, "{low} -> {high}");
+    }
+
+    #[test]
+    fn steady_random_loss_is_not_congestion_for_long() {
+        // 20% loss on a path with no queue (a bad radio link): after at most a first cut,
+        // the target grows back instead of falling to the floor.
+        let mut rc = RateController::new();
+        let t0 = Instant::now();
+        for i in 0..1000u32 {
+            let now = t0 + i * 10 * MS;
+            rc.on_frame_acked(now, 12_500, 50 * MS, false);
+            rc.on_chunks(now, 100, 20);
+            rc.on_rtt_sample(now, 40 * MS);
+        }
+        let target = rc.target_bps().unwrap_or(f64::INFINITY);
+        assert!(target > 8e6, "{target}");
+        assert!(rc.decreases() <= 3, "{}", rc.decreases());
+    }
+
+    #[test]
+    fn growth_stays_near_what_is_measured() {
+        let mut rc = RateController::new();
+        let t0 = Instant::now();
+        // A queue sets a target; then a long quiet stretch at a modest rate.
+        for i in 0..80u32 {
+            let now = t0 + i * 10 * MS;
+            rc.on_frame_acked(now, 12_500, 50 * MS, true);
+            rc.on_rtt_sample(now, if i < 40 { 40 * MS } else { 80 * MS });
+        }
+        for i in 80..3000u32 {
+            let now = t0 + i * 10 * MS;
+            rc.on_frame_acked(now, 12_500, 50 * MS, true);
+            rc.on_rtt_sample(now, 40 * MS);
+        }
+        let target = rc.target_bps().unwrap();
+        assert!(target < 40e6, "{target}");
     }
 
     #[test]

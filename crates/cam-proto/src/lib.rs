@@ -10,6 +10,7 @@ pub mod classic;
 pub mod congestion;
 pub mod receiver;
 pub mod rtt;
+pub mod secure;
 pub mod sender;
 pub mod seq;
 pub mod sim;

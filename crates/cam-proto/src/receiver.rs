@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::assembler::{Accepted, FrameAssembly};
+use crate::secure::{Psk, SecureError, ViewerKeys, ViewerOpened};
 use crate::seq::{seq_distance, seq_newer};
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, CommonRepr, Datagram, HeaderRepr, Kind, MissingRange,
-    MissingRanges, WireError, MAX_ACK_RANGES,
+    MissingRanges, WireError, FLAG_SEALED, MAX_ACK_RANGES,
 };
 
 /// Completed frame numbers remembered, to re-acknowledge a frame whose ack was lost.
@@ -41,6 +42,8 @@ pub struct ReceiverConfig {
     pub stall_after: Duration,
     /// An incomplete frame that made no progress for this long is dropped.
     pub frame_timeout: Duration,
+    /// Keyed mode: only sealed datagrams of a session set up with this key are taken.
+    pub psk: Option<Psk>,
 }
 
 impl Default for ReceiverConfig {
@@ -51,6 +54,7 @@ impl Default for ReceiverConfig {
             switch_after: Duration::from_millis(500),
             stall_after: Duration::from_secs(1),
             frame_timeout: Duration::from_secs(2),
+            psk: None,
         }
     }
 }
@@ -97,6 +101,14 @@ pub enum Refused {
     Mismatch,
     #[error("not a datagram a client sends")]
     Unexpected,
+    #[error("failed authentication: not sealed with a session of this viewer's key")]
+    Unauthenticated,
+    #[error("not sealed, but this viewer has a key")]
+    NotSealed,
+    #[error("sealed or handshake datagram, but this viewer has no key")]
+    NoKey,
+    #[error("replayed: packet number already seen or too old")]
+    Replayed,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +124,14 @@ pub struct ReceiverStats {
     pub crc_failures: u64,
     pub acks_sent: u64,
     pub streams_started: u64,
+    /// Refused as not authenticated under this viewer's key (or its lack of one): a bad
+    /// tag or handshake MAC, no session, clear data to a keyed viewer, keyed datagrams to
+    /// an unkeyed one. Also in `datagrams_invalid`.
+    pub datagrams_unauthenticated: u64,
+    /// Authentic, but a packet number seen before or too old. Also in `datagrams_invalid`.
+    pub datagrams_replayed: u64,
+    /// Keyed mode: handshakes answered with a new session.
+    pub handshakes: u64,
 }
 
 #[derive(Debug)]
@@ -221,11 +241,29 @@ pub struct Receiver {
     ranges: Vec<MissingRange>,
     events: VecDeque<ReceiverEvent>,
     stats: ReceiverStats,
+    /// Keyed mode's handshakes and sessions.
+    keys: Option<ViewerKeys>,
+    /// Where a sealed datagram is opened.
+    scratch: Vec<u8>,
+}
+
+impl From<SecureError> for Refused {
+    fn from(e: SecureError) -> Refused {
+        match e {
+            SecureError::Wire(w) => Refused::Malformed(w),
+            SecureError::Replayed => Refused::Replayed,
+            SecureError::NotSealed => Refused::NotSealed,
+            SecureError::Unauthenticated | SecureError::CounterExhausted | SecureError::Random => {
+                Refused::Unauthenticated
+            }
+        }
+    }
 }
 
 impl Receiver {
     pub fn new(config: ReceiverConfig) -> Receiver {
         let credit = u16::try_from(config.max_in_flight).unwrap_or(u16::MAX);
+        let keys = config.psk.clone().map(ViewerKeys::new);
         Receiver {
             config,
             stream: None,
@@ -234,7 +272,14 @@ impl Receiver {
             ranges: Vec::with_capacity(MAX_ACK_RANGES),
             events: VecDeque::new(),
             stats: ReceiverStats::default(),
+            keys,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Keyed mode: sealed datagrams of authenticated sessions only.
+    pub fn is_keyed(&self) -> bool {
+        self.keys.is_some()
     }
 
     pub fn stats(&self) -> &ReceiverStats {
@@ -279,8 +324,13 @@ impl Receiver {
         let result = self.handle_inner(now, remote, bytes);
         if let Err(why) = result {
             self.stats.datagrams_invalid += 1;
-            if why == Refused::Foreign {
-                self.stats.datagrams_foreign += 1;
+            match why {
+                Refused::Foreign => self.stats.datagrams_foreign += 1,
+                Refused::Unauthenticated | Refused::NotSealed | Refused::NoKey => {
+                    self.stats.datagrams_unauthenticated += 1
+                }
+                Refused::Replayed => self.stats.datagrams_replayed += 1,
+                _ => {}
             }
             log::debug!("refused {} bytes from {remote}: {why}", bytes.len());
         }
@@ -288,6 +338,46 @@ impl Receiver {
     }
 
     fn handle_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Refused> {
+        let Some(keys) = self.keys.as_mut() else {
+            return match self.handle_clear(now, remote, bytes) {
+                Err(Refused::Malformed(
+                    WireError::Handshake | WireError::BadFlags(FLAG_SEALED),
+                )) => Err(Refused::NoKey),
+                other => other,
+            };
+        };
+        // Authenticated and opened before anything looks at the body or touches a stream.
+        let mut clear = std::mem::take(&mut self.scratch);
+        let opened = keys.open(remote, bytes, &mut clear, &mut self.next_pn);
+        self.stats.handshakes = keys.handshakes;
+        let result = match opened {
+            Ok(ViewerOpened::Hello) => Ok(()),
+            Ok(ViewerOpened::Data { pending }) => {
+                let stream_id = Datagram::parse(&clear).map(|d| d.common.stream_id);
+                match stream_id {
+                    // The usual rules decide whether this stream is served; only then does
+                    // its new session become the stream's.
+                    Ok(id) => self.select_stream(now, remote, id).and_then(|()| {
+                        if let (Some(i), Some(keys)) = (pending, self.keys.as_mut()) {
+                            keys.promote(i);
+                        }
+                        self.handle_clear(now, remote, &clear)
+                    }),
+                    Err(e) => Err(Refused::Malformed(e)),
+                }
+            }
+            Err(e) => Err(Refused::from(e)),
+        };
+        self.scratch = clear;
+        result
+    }
+
+    fn handle_clear(
         &mut self,
         now: Instant,
         remote: SocketAddr,
@@ -388,8 +478,12 @@ impl Receiver {
                         None => sample,
                     });
                 }
-                // The tail arrived but holes remain: report them now rather than wait for a probe.
-                if chunk.index + 1 == slot.chunk_count() && !slot.is_complete() {
+                // The tail, or the last chunk asked for again, arrived but holes remain:
+                // report them now rather than wait for a probe.
+                let tail = chunk.index + 1 == slot.chunk_count()
+                    || slot.repair_tail.is_some_and(|t| chunk.index >= t);
+                if tail && !slot.is_complete() {
+                    slot.repair_tail = None;
                     stream.queue_ack(seq);
                 }
                 self.after_progress(now, i);
@@ -578,9 +672,31 @@ impl Receiver {
         self.events.pop_front()
     }
 
-    /// Writes the next ack into `buf`; returns where to send it.
+    /// Writes the next datagram (an ack; in keyed mode also a handshake reply) into `buf`;
+    /// returns where to send it. In keyed mode acks are sealed.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let Some(keys) = self.keys.as_mut() else {
+            return self.poll_transmit_clear(now, buf);
+        };
+        if let Some((to, reply)) = keys.poll_reply() {
+            buf.clear();
+            buf.extend_from_slice(&reply);
+            return Some(to);
+        }
+        let to = self.poll_transmit_clear(now, buf)?;
+        match self.keys.as_ref().map(|k| k.seal(buf)) {
+            Some(Ok(())) => Some(to),
+            // No session for the stream (cannot happen: a stream is served only after a
+            // datagram authenticated): the ack is dropped, the sender probes again.
+            _ => {
+                buf.clear();
+                None
+            }
+        }
+    }
+
+    fn poll_transmit_clear(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         let max_in_flight = self.config.max_in_flight;
         let stream = self.stream.as_mut()?;
         let seq = stream.pending_acks.pop_front()?;
@@ -593,6 +709,7 @@ impl Receiver {
                 slot.nack_sent_at.get_or_insert(now);
                 header_missing = slot.header().is_none();
                 slot.missing_ranges(&mut self.ranges, MAX_ACK_RANGES);
+                slot.repair_tail = self.ranges.last().map(|r| (r.end() - 1) as u32);
                 (AckStatus::Incomplete, MissingRanges::List(&self.ranges))
             }
             FrameState::Unknown => {

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::congestion::RateController;
 use crate::rtt::RttEstimator;
+use crate::secure::{ClientKeys, ClientOpened, Psk, SecureError};
 use crate::seq::seq_newer;
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
+    FLAG_SEALED, TAG_LEN,
 };
 
 /// Longest wait between probes: bounds how long a restarted viewer goes unnoticed.
@@ -40,6 +42,8 @@ pub struct SenderConfig {
     pub initial_rtt: Duration,
     /// Spread datagrams at the estimated path rate once congestion has been seen.
     pub pacing: bool,
+    /// Keyed mode: handshake first, then every datagram sealed (see `crate::secure`).
+    pub psk: Option<Psk>,
 }
 
 impl Default for SenderConfig {
@@ -52,6 +56,7 @@ impl Default for SenderConfig {
             frame_interval: None,
             initial_rtt: Duration::from_millis(100),
             pacing: true,
+            psk: None,
         }
     }
 }
@@ -122,6 +127,12 @@ pub struct SenderStats {
     pub probes: u64,
     pub acks_received: u64,
     pub datagrams_invalid: u64,
+    /// Keyed mode: refused for failing authentication (or not sealed); also in `datagrams_invalid`.
+    pub datagrams_unauthenticated: u64,
+    /// Keyed mode: authentic but seen before or too old; also in `datagrams_invalid`.
+    pub datagrams_replayed: u64,
+    /// Keyed mode: handshakes completed.
+    pub handshakes: u64,
 }
 
 #[derive(Debug)]
@@ -144,11 +155,19 @@ struct InFlight {
     probes_unanswered: u32,
     deadline: Instant,
     retransmits: u32,
+    /// Fewest chunks the viewer has reported missing: a smaller count is progress.
+    fewest_missing: u32,
 }
 
 impl InFlight {
     fn has_data_pending(&self) -> bool {
         self.header_pending || !self.retransmit.is_empty() || self.next_new < self.chunk_count
+    }
+
+    /// Frame bytes still queued to go out (retransmissions and chunks never sent).
+    fn bytes_queued(&self) -> u32 {
+        let chunks = self.retransmit.len() as u64 + u64::from(self.chunk_count - self.next_new);
+        u32::try_from(chunks * u64::from(self.header.chunk_size)).unwrap_or(u32::MAX)
     }
 }
 
@@ -174,11 +193,16 @@ pub struct Sender {
     sent_times_base: u64,
     events: VecDeque<SenderEvent>,
     stats: SenderStats,
+    /// Keyed mode's handshake and sessions.
+    keys: Option<ClientKeys>,
+    /// Where a sealed datagram is opened.
+    scratch: Vec<u8>,
 }
 
 impl Sender {
     pub fn new(stream_id: u32, first_seq: u32, config: SenderConfig) -> Sender {
         let rtt = RttEstimator::new(config.initial_rtt);
+        let keys = config.psk.clone().map(ClientKeys::new);
         Sender {
             config,
             stream_id,
@@ -199,7 +223,24 @@ impl Sender {
             sent_times_base: 0,
             events: VecDeque::new(),
             stats: SenderStats::default(),
+            keys,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Keyed mode: a handshake first, then everything sealed.
+    pub fn is_keyed(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Keyed mode: a session with the viewer is up (always true without a key).
+    pub fn is_established(&self) -> bool {
+        self.keys.as_ref().is_none_or(ClientKeys::is_established)
+    }
+
+    /// The viewer has answered at least once (an ack, or in keyed mode a handshake).
+    pub fn has_heard_viewer(&self) -> bool {
+        self.stats.acks_received > 0 || self.stats.handshakes > 0
     }
 
     pub fn stream_id(&self) -> u32 {
@@ -259,6 +300,17 @@ impl Sender {
         })
     }
 
+    /// Unpaced (`--fps 0`), no newer frame waits to be fresher: while the viewer reports
+    /// progress on a frame, its deadline stays this far ahead, so loss alone never costs a
+    /// frame; a viewer that stops making progress, or vanished, still ends it a few probe
+    /// timeouts later. Progress is finite (each report must name fewer missing chunks), so
+    /// this never blocks forever. Paced streams and an explicit `--frame-deadline` keep a
+    /// fixed deadline: there the newest frame wins.
+    fn progress_extension(&self) -> Option<Duration> {
+        (self.config.frame_interval.is_none() && self.config.frame_deadline.is_none())
+            .then(|| self.frame_deadline())
+    }
+
     /// Time pacing spends putting `bytes` on the wire (zero when not pacing).
     fn pacing_time(&self, bytes: u32) -> Duration {
         self.pacing_rate_bps().map_or(Duration::ZERO, |rate| {
@@ -268,7 +320,9 @@ impl Sender {
 
     /// True when a new frame may go now: a free slot in the window and credit from the viewer.
     pub fn can_send(&self) -> bool {
-        self.in_flight.len() < self.window() && !seq_newer(self.next_seq, self.credit_limit)
+        self.in_flight.len() < self.window()
+            && !seq_newer(self.next_seq, self.credit_limit)
+            && self.keys.as_ref().is_none_or(|k| k.can_seal(self.next_pn))
     }
 
     /// Queues a frame; its datagrams come out of `poll_transmit`. Returns its sequence number.
@@ -310,6 +364,7 @@ impl Sender {
             probes_unanswered: 0,
             deadline: now + self.frame_deadline() + self.pacing_time(total_len),
             retransmits: 0,
+            fewest_missing: chunk_count,
         });
         self.stats.frames_sent += 1;
         self.zero_window_probe_at = None;
@@ -317,11 +372,54 @@ impl Sender {
     }
 
     /// Feeds one datagram from the viewer. A refused datagram is counted and changes nothing.
-    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), WireError> {
-        let result = self.handle_datagram_inner(now, bytes);
-        if result.is_err() {
+    /// In keyed mode it is authenticated (and opened) before anything else looks at it.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SecureError> {
+        let result = match self.keys.is_some() {
+            true => self.handle_keyed(now, bytes),
+            false => self
+                .handle_datagram_inner(now, bytes)
+                .map_err(SecureError::from),
+        };
+        if let Err(why) = result {
             self.stats.datagrams_invalid += 1;
+            match why {
+                SecureError::Replayed => self.stats.datagrams_replayed += 1,
+                SecureError::Unauthenticated
+                | SecureError::NotSealed
+                | SecureError::Wire(WireError::Handshake)
+                | SecureError::Wire(WireError::BadFlags(FLAG_SEALED)) => {
+                    self.stats.datagrams_unauthenticated += 1
+                }
+                _ => {}
+            }
         }
+        result
+    }
+
+    fn handle_keyed(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SecureError> {
+        let Some(keys) = self.keys.as_mut() else {
+            return Ok(());
+        };
+        let mut clear = std::mem::take(&mut self.scratch);
+        let opened = keys.open(now, self.stream_id, bytes, &mut clear);
+        self.stats.handshakes = keys.handshakes;
+        let result = match opened {
+            Ok(ClientOpened::Data) => self
+                .handle_datagram_inner(now, &clear)
+                .map_err(SecureError::from),
+            Ok(ClientOpened::Established { rekey }) => {
+                if rekey {
+                    // The viewer may have restarted without these frames: ask where they stand.
+                    for frame in self.in_flight.iter_mut() {
+                        frame.probe_pending = true;
+                    }
+                }
+                Ok(())
+            }
+            Ok(ClientOpened::DuplicateReply) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.scratch = clear;
         result
     }
 
@@ -342,6 +440,7 @@ impl Sender {
         self.update_credit(seq, ack.window);
         log::trace!("ack seq {seq} {:?} window {}", ack.status, ack.window);
         let Some(pos) = self.in_flight.iter().position(|f| f.seq == seq) else {
+            self.arm_window_probe(now);
             return Ok(());
         };
         match ack.status {
@@ -377,6 +476,7 @@ impl Sender {
             }
             AckStatus::Incomplete => {
                 let pto = self.pto();
+                let extension = self.progress_extension();
                 let frame = &mut self.in_flight[pos];
                 frame.probes_unanswered = 0;
                 frame.probe_at = None;
@@ -384,9 +484,33 @@ impl Sender {
                 if !frame.has_data_pending() {
                     frame.probe_at = Some(now + pto);
                 }
+                let missing = missing_count(&ack, frame.chunk_count);
+                let progressed = missing < frame.fewest_missing;
+                frame.fewest_missing = frame.fewest_missing.min(missing);
+                let queued = frame.bytes_queued();
+                if let Some(extension) = extension.filter(|_| progressed) {
+                    // Pacing may spread what is queued over a while: that time is not stalling.
+                    let until = now + extension + self.pacing_time(queued);
+                    let frame = &mut self.in_flight[pos];
+                    frame.deadline = frame.deadline.max(until);
+                }
             }
         }
+        self.arm_window_probe(now);
         Ok(())
+    }
+
+    /// The viewer's window is closed and nothing is in flight: start the window-probe timer
+    /// now. Waiting for `handle_timeout` to start it would wait forever, as `poll_timeout`
+    /// has nothing to report, and a lost window update (the viewer's re-ack when room frees
+    /// up) would leave both sides waiting for each other.
+    fn arm_window_probe(&mut self, now: Instant) {
+        if self.in_flight.is_empty()
+            && seq_newer(self.next_seq, self.credit_limit)
+            && self.zero_window_probe_at.is_none()
+        {
+            self.zero_window_probe_at = Some(now + self.pto());
+        }
     }
 
     fn take_rtt_sample(&mut self, now: Instant, ack: &AckRepr<'_>) {
@@ -470,6 +594,15 @@ impl Sender {
                 Some(_) => {}
             }
         }
+        let busy = self.awaiting_answer();
+        if let Some(keys) = self.keys.as_mut() {
+            keys.handle_timeout(now, pto, busy);
+        }
+    }
+
+    /// Frames, or a window probe, wait for the viewer.
+    fn awaiting_answer(&self) -> bool {
+        !self.in_flight.is_empty() || self.zero_window_probe_at.is_some()
     }
 
     /// When `handle_timeout` next has work.
@@ -481,7 +614,15 @@ impl Sender {
             .flat_map(|f| [Some(f.deadline), f.probe_at])
             .flatten();
         let paced = self.next_send_at.filter(|_| self.has_pending());
-        frames.chain(self.zero_window_probe_at).chain(paced).min()
+        let keys = self
+            .keys
+            .as_ref()
+            .and_then(|k| k.poll_timeout(self.pto(), self.awaiting_answer()));
+        frames
+            .chain(self.zero_window_probe_at)
+            .chain(paced)
+            .chain(keys)
+            .min()
     }
 
     /// Something is waiting to be sent (perhaps held back by pacing).
@@ -499,9 +640,43 @@ impl Sender {
     }
 
     /// Writes the next datagram to send into `buf` (replacing its contents). Returns false
-    /// when there is nothing to send now.
+    /// when there is nothing to send now. In keyed mode a due HELLO goes first, and every
+    /// other datagram is sealed.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let pto = self.pto();
+        let Some(keys) = self.keys.as_mut() else {
+            return self.poll_transmit_clear(now, buf);
+        };
+        if keys.poll_hello(now, pto, self.stream_id, self.next_pn, buf) {
+            self.stats.datagrams_sent += 1;
+            self.stats.bytes_sent += buf.len() as u64;
+            self.next_pn += 1;
+            self.sent_times.push_back(now);
+            if self.sent_times.len() > SENT_TIMES_KEPT {
+                self.sent_times.pop_front();
+                self.sent_times_base += 1;
+            }
+            return true;
+        }
+        if !keys.can_seal(self.next_pn) || !self.poll_transmit_clear(now, buf) {
+            return false;
+        }
+        let sealed = self.keys.as_ref().map(|k| k.seal(buf));
+        match sealed {
+            Some(Ok(())) => {
+                self.stats.bytes_sent += TAG_LEN as u64;
+                true
+            }
+            // Unreachable after `can_seal`; a datagram not sent is a datagram lost.
+            _ => {
+                buf.clear();
+                false
+            }
+        }
+    }
+
+    fn poll_transmit_clear(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         let pacing = self.pacing_rate_bps();
         if pacing.is_some() && self.next_send_at.is_some_and(|t| now < t) {
             return false;
@@ -641,8 +816,22 @@ fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) -> u32 {
     queued
 }
 
+/// Chunks an ack reports missing, counting only those the frame has.
+fn missing_count(ack: &AckRepr<'_>, chunk_count: u32) -> u32 {
+    let count = u64::from(chunk_count);
+    let missing: u64 = ack
+        .missing
+        .iter()
+        .map(|r| {
+            let start = u64::from(r.start).min(count);
+            r.end().min(count).saturating_sub(start)
+        })
+        .sum();
+    u32::try_from(missing).unwrap_or(u32::MAX)
+}
+
 /// Exponential backoff for unanswered probes, capped so a restarted viewer is found quickly.
-fn probe_interval(pto: Duration, unanswered: u32) -> Duration {
+pub(crate) fn probe_interval(pto: Duration, unanswered: u32) -> Duration {
     let factor = 1u32 << unanswered.min(6);
     (pto * factor).min(MAX_PROBE_INTERVAL).max(pto)
 }

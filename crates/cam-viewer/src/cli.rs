@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use cam_proto::secure::keyfile::read_key_file;
+use cam_proto::secure::Psk;
 use cam_proto::sim::SimulateArgs;
 use clap::Parser;
 
@@ -94,6 +96,13 @@ pub struct Args {
     #[arg(long, value_name = "PORT")]
     pub msg_port: Option<u16>,
 
+    /// Take only a stream encrypted and authenticated with the key in FILE (the client's
+    /// --key-file: a key from cam-client --gen-key, or a passphrase of at least 12
+    /// characters on its first line); refuse everything else. Without a key anyone who can
+    /// send to --port can put a picture on screen.
+    #[arg(long, value_name = "FILE", env = "CAMSTREAM_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub simulate: SimulateArgs,
 }
@@ -113,6 +122,8 @@ pub struct Config {
     pub protocol: Protocol,
     pub msg_port: Option<u16>,
     pub simulate: SimulateArgs,
+    /// Keyed mode (`--key-file`).
+    pub psk: Option<Psk>,
 }
 
 impl Config {
@@ -122,6 +133,16 @@ impl Config {
                 bail!("--duration {d} must be a positive number of seconds")
             }
             Some(d) => Some(Duration::from_secs_f64(d)),
+            None => None,
+        };
+        if args.key_file.is_some() && args.protocol == Protocol::Classic {
+            bail!("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted");
+        }
+        let psk = match &args.key_file {
+            Some(path) => {
+                log::info!("reading the key from {}", path.display());
+                Some(read_key_file(path)?)
+            }
             None => None,
         };
         if args.frames == Some(0) {
@@ -168,6 +189,7 @@ impl Config {
             protocol: args.protocol,
             msg_port: args.msg_port,
             simulate: args.simulate,
+            psk,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod osd;
 pub mod picture;
 pub mod record;
+pub mod refusals;
 pub mod scale;
 pub mod snapshot;
 pub mod summary;

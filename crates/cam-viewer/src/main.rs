@@ -43,6 +43,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .local_addr()
         .context("cannot read the bound address")?;
     log::info!("waiting for a stream on {local}");
+    if config.psk.is_some() {
+        log::info!("keyed: only a client with the same key is shown; everything else is refused");
+    }
     let (record_sink, recorder) = match &config.record {
         Some(path) => {
             let (sink, recorder) = record::start(path)?;
@@ -61,6 +64,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         worker::WorkerConfig {
             receiver: ReceiverConfig {
                 max_frame_bytes: config.max_frame_bytes,
+                psk: config.psk.clone(),
                 ..ReceiverConfig::default()
             },
             save_frames: config.save_frames.clone(),

@@ -22,6 +22,13 @@ pub struct Summary {
     /// Every refused datagram: malformed, foreign, too large, inconsistent.
     pub datagrams_invalid: u64,
     pub datagrams_foreign: u64,
+    /// Refused as not authenticated under this viewer's key, or its lack of one (a client
+    /// with another key, keyed datagrams to an unkeyed viewer, forgeries).
+    pub datagrams_unauthenticated: u64,
+    /// Refused as replays: authentic, but seen before or too old.
+    pub datagrams_replayed: u64,
+    /// Keyed mode (`--key-file`).
+    pub keyed: bool,
     pub datagrams_duplicate: u64,
     pub crc_failures: u64,
     pub bytes_received: u64,
@@ -68,6 +75,9 @@ impl Summary {
             datagrams_received: s.datagrams_received,
             datagrams_invalid: s.datagrams_invalid,
             datagrams_foreign: s.datagrams_foreign,
+            datagrams_unauthenticated: s.datagrams_unauthenticated,
+            datagrams_replayed: s.datagrams_replayed,
+            keyed: report.keyed,
             datagrams_duplicate: s.datagrams_duplicate,
             crc_failures: s.crc_failures,
             bytes_received: s.bytes_received,

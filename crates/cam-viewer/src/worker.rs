@@ -20,12 +20,18 @@ use crate::frame::ReceivedFrame;
 use crate::frontend::{self, FrontEnd, Protocol};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
 use crate::record::{RecordSink, RecordedFrame};
+use crate::refusals::RefusalLog;
 
 /// Complete frames held while the decode queue is full. Credit covers this buffer as well
 /// as the decode queue: a long round trip needs several frames granted ahead (a
 /// bandwidth-delay product), and a sender that respects credit never overflows it; beyond
-/// it (a misbehaving sender) the oldest frame is dropped.
+/// it and the slack below (a misbehaving sender) the oldest frame is dropped.
 const PENDING_MAX: usize = 8;
+/// Room beyond the credit granted: a sender frees one frame of credit for each frame it
+/// abandons at its deadline (PROTOCOL.md, "Deadline"), yet a viewer that was only slow (a
+/// busy machine) still completes that frame. Without this slack such a frame pushed out a
+/// complete one; with it, the credit granted shrinks until decoding has caught up.
+const PENDING_SLACK: usize = 8;
 /// Longest sleep in `recv`, so the stop flag is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
@@ -52,6 +58,8 @@ pub struct WorkerReport {
     pub frames_overflowed: u64,
     pub first_datagram_at: Option<Instant>,
     pub last_frame_at: Option<Instant>,
+    /// Keyed mode (`--key-file`).
+    pub keyed: bool,
 }
 
 pub fn spawn(
@@ -75,6 +83,8 @@ struct Worker {
     config: WorkerConfig,
     report: WorkerReport,
     read_timeout: Option<Duration>,
+    /// Rate-limited warnings about refused datagrams (camstream only).
+    refusals: Option<RefusalLog>,
 }
 
 impl Worker {
@@ -84,6 +94,8 @@ impl Worker {
         config: WorkerConfig,
     ) -> Worker {
         let link = (!config.impairment.is_perfect()).then(|| Link::new(config.impairment.clone()));
+        let keyed = config.receiver.psk.is_some();
+        let refusals = (config.protocol == Protocol::Camstream).then(|| RefusalLog::new(keyed));
         Worker {
             socket,
             frames,
@@ -91,8 +103,12 @@ impl Worker {
             link,
             pending: VecDeque::new(),
             config,
-            report: WorkerReport::default(),
+            report: WorkerReport {
+                keyed,
+                ..WorkerReport::default()
+            },
             read_timeout: None,
+            refusals,
         }
     }
 
@@ -117,6 +133,13 @@ impl Worker {
                 }
             }
             self.flush_link(now);
+            if let Some(line) = self
+                .refusals
+                .as_mut()
+                .and_then(|r| r.poll(now, self.receiver.stats()))
+            {
+                log::warn!("{line}");
+            }
             if now >= next_publish {
                 self.publish_live(now);
                 next_publish = now + PUBLISH_INTERVAL;
@@ -212,7 +235,7 @@ impl Worker {
                             captured,
                         ));
                     }
-                    if self.pending.len() >= PENDING_MAX {
+                    if self.pending.len() >= PENDING_MAX + PENDING_SLACK {
                         self.pending.pop_front();
                         self.report.frames_overflowed += 1;
                     }
@@ -230,16 +253,25 @@ impl Worker {
                     stream_id,
                     remote,
                     replaced,
-                } => match replaced {
-                    Some(old) => log::info!(
-                        "switched to stream {stream_id:08x} from {} (was {old:08x})",
-                        canonical(remote)
-                    ),
-                    None => log::info!(
-                        "receiving stream {stream_id:08x} from {}",
-                        canonical(remote)
-                    ),
-                },
+                } => {
+                    if let Some(line) = self
+                        .refusals
+                        .as_mut()
+                        .and_then(|r| r.on_stream_started(canonical(remote)))
+                    {
+                        log::warn!("{line}");
+                    }
+                    match replaced {
+                        Some(old) => log::info!(
+                            "switched to stream {stream_id:08x} from {} (was {old:08x})",
+                            canonical(remote)
+                        ),
+                        None => log::info!(
+                            "receiving stream {stream_id:08x} from {}",
+                            canonical(remote)
+                        ),
+                    }
+                }
                 ReceiverEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),

@@ -48,7 +48,14 @@ fn textured_720p_fits_a_10_mbit_link_with_low_latency() {
         ],
     );
     let (status, c) = client.summary(PATIENCE);
-    assert!(status.success(), "{}", client.stderr());
+    assert!(
+        status.success(),
+        "{}\nviewer:\n{}\nrelay forward {:?} back {:?}",
+        client.stderr(),
+        viewer.stderr(),
+        relay.forward_stats(),
+        relay.back_stats()
+    );
     let (status, v) = viewer.summary(PATIENCE);
     assert!(status.success(), "{}", viewer.stderr());
     let fwd = relay.forward_stats();
@@ -58,10 +65,17 @@ fn textured_720p_fits_a_10_mbit_link_with_low_latency() {
     );
 
     // The client found the link and fitted the picture to it.
-    let target = c["target_kbps"]
-        .as_f64()
-        .expect("no congestion seen on a 10 Mbit/s link");
-    assert!(target < 12_000.0, "target {target} kbit/s");
+    // (The target itself oscillates around the link rate while it probes; what was sent
+    // on average must fit the link.)
+    assert!(
+        c["target_kbps"].as_f64().is_some(),
+        "no congestion seen on a 10 Mbit/s link"
+    );
+    let rate = c["rate_kbps"].as_f64().unwrap();
+    assert!(
+        rate < 11_000.0,
+        "sent {rate} kbit/s on average through 10 Mbit/s"
+    );
     let adapted = c["quality"].as_u64().unwrap() < 80 || u(&c, "width") < 1280;
     assert!(adapted, "nothing adapted: {c}");
     // A live picture: most frames arrive, and latency stays near the propagation delay

@@ -17,6 +17,10 @@ pub struct JpegScan {
     pub height: u16,
     /// Many MJPEG cameras omit the Huffman tables and rely on the standard ones.
     pub has_dht: bool,
+    /// The SOFn marker (0xC0 baseline, 0xC1 extended, 0xC2 progressive, …).
+    pub sof_marker: u8,
+    /// Offset of the first SOS marker (its 0xFF), where missing tables can still go.
+    pub first_sos: Option<usize>,
     /// Offset just past the EOI marker; `None` if the data stops before one. Camera buffers
     /// carry stale bytes after the frame, so this is where a frame really ends.
     pub end: Option<usize>,
@@ -46,11 +50,13 @@ pub fn scan(bytes: &[u8]) -> Result<JpegScan, JpegError> {
     let mut pos = 2;
     let mut size = None;
     let mut has_dht = false;
+    let mut first_sos = None;
     let mut end = None;
     while let Some(&byte) = bytes.get(pos) {
         if byte != 0xFF {
             return Err(JpegError::Corrupt(pos));
         }
+        let marker_start = pos;
         // Any number of 0xFF fill bytes may precede a marker.
         while bytes.get(pos) == Some(&0xFF) {
             pos += 1;
@@ -81,7 +87,7 @@ pub fn scan(bytes: &[u8]) -> Result<JpegScan, JpegError> {
             // precision, height, width
             let height = read_u16(segment, 1).ok_or(JpegError::Corrupt(pos))?;
             let width = read_u16(segment, 3).ok_or(JpegError::Corrupt(pos))?;
-            size = Some((width, height));
+            size = Some((width, height, marker));
         }
         has_dht |= marker == DHT;
         pos += length;
@@ -89,13 +95,14 @@ pub fn scan(bytes: &[u8]) -> Result<JpegScan, JpegError> {
             if size.is_none() {
                 return Err(JpegError::NoFrameHeader);
             }
+            first_sos.get_or_insert(marker_start);
             match skip_entropy_coded(bytes, pos) {
                 Some(next_marker) => pos = next_marker,
                 None => break,
             }
         }
     }
-    let (width, height) = size.ok_or(if end.is_some() {
+    let (width, height, sof_marker) = size.ok_or(if end.is_some() {
         JpegError::NoFrameHeader
     } else {
         JpegError::Truncated
@@ -107,6 +114,8 @@ pub fn scan(bytes: &[u8]) -> Result<JpegScan, JpegError> {
         width,
         height,
         has_dht,
+        sof_marker,
+        first_sos,
         end,
     })
 }
@@ -172,6 +181,9 @@ mod tests {
         assert_eq!((scan.width, scan.height), (40, 24));
         assert!(scan.has_dht);
         assert_eq!(scan.end, Some(jpeg.len()));
+        assert_eq!(scan.sof_marker, 0xC0, "turbojpeg writes baseline JPEG");
+        let sos = scan.first_sos.expect("has image data");
+        assert_eq!(&jpeg[sos..sos + 2], &[0xFF, SOS]);
     }
 
     #[test]

@@ -10,10 +10,15 @@ use thiserror::Error;
 use crate::encode::EncodeError;
 
 pub mod camera;
+pub mod camera_list;
+pub mod dht;
 pub mod files;
 pub mod jpeg;
+pub mod mjpeg;
 pub mod pattern;
+pub mod raw;
 pub mod texture;
+pub mod y4m;
 
 /// One JPEG frame, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +47,31 @@ pub trait FrameSource: Send {
     fn configure(&mut self, _quality: u8, _width: u32, _height: u32) -> Result<(), SourceError> {
         Ok(())
     }
+    /// The full picture size when the source decides it (a y4m file has its own), so that
+    /// link adaptation scales from it; `None`: the size asked for on the command line.
+    fn size(&self) -> Option<(u32, u32)> {
+        None
+    }
+}
+
+/// What a raw video file does when `--frames`/`--duration` asks for more than it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    /// The source is exhausted: the client sends what is left in flight and stops.
+    Stop,
+    /// The file starts over (standard input cannot, and stops).
+    Loop,
+}
+
+impl AtEnd {
+    /// Loop only when the run is bounded some other way.
+    pub fn loop_if(bounded: bool) -> AtEnd {
+        if bounded {
+            AtEnd::Loop
+        } else {
+            AtEnd::Stop
+        }
+    }
 }
 
 /// What `--source` names.
@@ -53,7 +83,8 @@ pub enum SourceSpec {
     Pattern,
     /// Deterministic textured frames (noise, gradient, motion): JPEG sizes like a real scene.
     Texture,
-    /// A `.jpg` file or a directory of them; `./camera` reaches a file that is named `camera`.
+    /// A `.jpg` file or a directory of them, a YUV4MPEG2 file (`.y4m`, or found by its
+    /// magic), or `-` for y4m on standard input; `./camera` reaches a file named `camera`.
     Path(PathBuf),
 }
 
@@ -62,7 +93,7 @@ pub enum SourceSpec {
 #[non_exhaustive]
 pub enum SourceSpecError {
     #[error(
-        "--source is empty; use camera, camera:N, pattern, texture, or a path to a .jpg file or a directory"
+        "--source is empty; use camera, camera:N, pattern, texture, a path to a .jpg file, a directory or a .y4m file, or -"
     )]
     Empty,
     #[error("'{0}' is not a camera index; use a number, e.g. camera:0")]
@@ -115,6 +146,8 @@ pub struct SourceOptions {
     pub fps: u32,
     /// JPEG quality 1..=100 wherever camstream encodes (never for passed-through JPEGs).
     pub quality: u8,
+    /// What an MJPEG camera's frames get (`--passthrough`).
+    pub passthrough: mjpeg::Passthrough,
 }
 
 impl Default for SourceOptions {
@@ -124,6 +157,7 @@ impl Default for SourceOptions {
             height: 480,
             fps: 30,
             quality: 80,
+            passthrough: mjpeg::Passthrough::Auto,
         }
     }
 }
@@ -146,7 +180,7 @@ pub enum SourceError {
         height: u32,
         reason: &'static str,
     },
-    #[error("{path} does not exist (--source takes camera, camera:N, pattern, texture, or a .jpg file or a directory of them)")]
+    #[error("{path} does not exist (--source takes camera, camera:N, pattern, texture, a .jpg file or a directory of them, a .y4m file, or - for y4m on standard input)")]
     NotFound { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
@@ -170,19 +204,34 @@ pub enum SourceError {
     },
     #[error("the .jpg files in {dir} add up to more than {limit} bytes; use a smaller set")]
     TooMuchData { dir: PathBuf, limit: u64 },
+    #[error("{name}: {reason}")]
+    Y4m { name: String, reason: y4m::Y4mError },
     #[error(transparent)]
     Encode(#[from] EncodeError),
 }
 
 /// Opens what `spec` names; a camera is negotiated towards `opts`, the test card uses them exactly.
+/// A y4m file loops at its end.
 pub fn open_source(
     spec: &SourceSpec,
     opts: &SourceOptions,
+) -> Result<Box<dyn FrameSource>, SourceError> {
+    open_source_with(spec, opts, AtEnd::Loop)
+}
+
+/// Like [`open_source`], saying what a y4m file does at its end.
+pub fn open_source_with(
+    spec: &SourceSpec,
+    opts: &SourceOptions,
+    at_end: AtEnd,
 ) -> Result<Box<dyn FrameSource>, SourceError> {
     Ok(match spec {
         SourceSpec::Camera { index } => Box::new(camera::CameraSource::open(*index, opts)?),
         SourceSpec::Pattern => Box::new(pattern::TestCard::new(opts)?),
         SourceSpec::Texture => Box::new(texture::Texture::new(opts)?),
+        SourceSpec::Path(path) if y4m::is_y4m(path) => {
+            Box::new(y4m::Y4mSource::open(path, opts.quality, at_end)?)
+        }
         SourceSpec::Path(path) => Box::new(files::JpegFiles::open(path)?),
     })
 }

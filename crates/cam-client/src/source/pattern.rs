@@ -242,6 +242,7 @@ mod tests {
             height,
             fps: 30,
             quality: 80,
+            ..SourceOptions::default()
         })
         .expect("valid size")
     }
@@ -440,6 +441,7 @@ mod tests {
                 height,
                 fps: 30,
                 quality: 80,
+                ..SourceOptions::default()
             });
             match result {
                 Err(err @ SourceError::BadSize { .. }) => {

@@ -86,6 +86,16 @@ impl Texture {
     }
 }
 
+impl Texture {
+    /// Renders the next frame without encoding it: packed RGB, rows unpadded. The benchmark
+    /// writes these as raw video, so that every pipeline encodes the same pictures.
+    pub fn next_rgb(&mut self) -> &[u8] {
+        self.render();
+        self.frame = self.frame.wrapping_add(1);
+        &self.rgb
+    }
+}
+
 impl FrameSource for Texture {
     fn next_frame(&mut self) -> Result<Option<SourceFrame>, SourceError> {
         self.render();
@@ -138,6 +148,7 @@ mod tests {
             height: h,
             fps: 30,
             quality: q,
+            ..SourceOptions::default()
         }
     }
 

@@ -9,10 +9,12 @@
 mod ack;
 mod chunk;
 mod header;
+mod hello;
 
 pub use ack::{AckRepr, AckStatus, MissingRange, MissingRanges, MAX_ACK_RANGES};
 pub use chunk::{ChunkRepr, CHUNK_OVERHEAD};
 pub use header::{chunk_count, Codec, HeaderRepr};
+pub use hello::{HandshakeDatagram, HelloRepr, HELLO_LEN, MAC_LEN, PUBLIC_KEY_LEN};
 
 use core::ops::Range;
 
@@ -69,6 +71,8 @@ pub enum WireError {
     BadCodec(u8),
     #[error("bad acknowledgement")]
     BadAck,
+    #[error("handshake datagram (keyed mode), not data")]
+    Handshake,
 }
 
 pub type Result<T> = core::result::Result<T, WireError>;
@@ -85,6 +89,10 @@ pub enum Kind {
     Ack = 3,
     /// Client to viewer: "tell me where frame N stands"; answered by an ack.
     Probe = 4,
+    /// Keyed mode, client to viewer: an ephemeral public key, authenticated with the key.
+    Hello = 5,
+    /// Keyed mode, viewer to client: the viewer's ephemeral public key and key confirmation.
+    HelloReply = 6,
 }
 
 impl Kind {
@@ -94,6 +102,8 @@ impl Kind {
             2 => Ok(Kind::Chunk),
             3 => Ok(Kind::Ack),
             4 => Ok(Kind::Probe),
+            5 => Ok(Kind::Hello),
+            6 => Ok(Kind::HelloReply),
             other => Err(WireError::BadKind(other)),
         }
     }
@@ -189,6 +199,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn body_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::BODY..]
     }
+    /// Sets the flags byte (`FLAG_SEALED` once the body is encrypted).
+    pub fn set_flags(&mut self, flags: u8) {
+        self.buffer.as_mut()[field::FLAGS] = flags;
+    }
 }
 
 /// The meaning of the common header.
@@ -206,7 +220,22 @@ pub struct CommonRepr {
 }
 
 impl CommonRepr {
+    /// The common header of a clear datagram (flags 0).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
+        Self::parse_with_flags(packet, 0)
+    }
+
+    /// The common header of a sealed datagram: `FLAG_SEALED` set, a data kind (1 to 4).
+    /// Only the header is checked; the body is ciphertext until it is opened.
+    pub fn parse_sealed<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
+        let common = Self::parse_with_flags(packet, FLAG_SEALED)?;
+        match common.kind {
+            Kind::Hello | Kind::HelloReply => Err(WireError::BadFlags(FLAG_SEALED)),
+            _ => Ok(common),
+        }
+    }
+
+    fn parse_with_flags<T: AsRef<[u8]>>(packet: &Packet<T>, flags: u8) -> Result<CommonRepr> {
         packet.check_len()?;
         if packet.magic() != MAGIC {
             return Err(WireError::BadMagic);
@@ -214,7 +243,7 @@ impl CommonRepr {
         if packet.version() != VERSION {
             return Err(WireError::BadVersion(packet.version()));
         }
-        if packet.flags() != 0 {
+        if packet.flags() != flags {
             return Err(WireError::BadFlags(packet.flags()));
         }
         if packet.reserved() != [0; 3] {
@@ -260,6 +289,7 @@ impl<'a> Datagram<'a> {
                 }
                 Body::Probe
             }
+            Kind::Hello | Kind::HelloReply => return Err(WireError::Handshake),
         };
         Ok(Datagram { common, body })
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cam_proto::adapt::{AdaptConfig, Adapter, Settings};
 use cam_proto::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+use cam_proto::secure::Psk;
 use cam_proto::sender::{OutgoingFrame, Sender, SenderConfig, SenderEvent};
 use cam_proto::sim::{Impairment, Link};
 use rand::rngs::SmallRng;
@@ -87,6 +88,29 @@ impl Pair {
             base_frame_bytes: 0,
             to_send: 0,
         }
+    }
+
+    /// Like `new`, with keys: the client's and the viewer's (`None`: that side has none).
+    pub fn keyed(
+        sender_config: SenderConfig,
+        forward: Impairment,
+        back: Impairment,
+        client: Option<Psk>,
+        viewer: Option<Psk>,
+    ) -> Pair {
+        let mut pair = Pair::new(
+            SenderConfig {
+                psk: client,
+                ..sender_config
+            },
+            forward,
+            back,
+        );
+        pair.receiver = Receiver::new(ReceiverConfig {
+            psk: viewer,
+            ..ReceiverConfig::default()
+        });
+        pair
     }
 
     /// A live camera at `fps` whose frames weigh `base_bytes` at quality 80, full size, with

@@ -232,6 +232,9 @@ pub fn start_viewer(extra: &[&str]) -> (Proc, u16) {
 /// Starts a headless viewer on `port` (e.g. the port of one that was killed) and waits
 /// until it listens.
 pub fn start_viewer_on(port: u16, extra: &[&str]) -> Proc {
+    // Build the client first (a no-op when fresh): a viewer's --duration or --give-up clock
+    // must never include compiling its peer.
+    client_bin();
     let port_s = port.to_string();
     let mut args = vec!["--headless", "--port", &port_s];
     args.extend_from_slice(extra);

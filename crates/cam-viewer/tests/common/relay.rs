@@ -18,6 +18,18 @@ pub struct Relay {
     thread: Option<JoinHandle<()>>,
     forward: Arc<Mutex<Link>>,
     back: Arc<Mutex<Link>>,
+    /// Every datagram the relay received, in order, when recording.
+    capture: Arc<Mutex<Option<Vec<Captured>>>>,
+    /// The relay's own socket, to send the viewer datagrams as if from the client.
+    inject: UdpSocket,
+    viewer: SocketAddr,
+}
+
+/// One datagram the relay received (before the link model), and which way it was going.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub to_viewer: bool,
+    pub bytes: Vec<u8>,
 }
 
 impl Relay {
@@ -25,6 +37,24 @@ impl Relay {
     /// viewer through `forward`, what comes from the viewer goes back through `back`.
     pub fn start(viewer: SocketAddr, forward: Impairment, back: Impairment) -> Relay {
         Self::start_on("127.0.0.1:0".parse().unwrap(), viewer, forward, back)
+    }
+
+    /// Like `start`, recording every datagram that passes either way (see `captured`).
+    pub fn start_recording(viewer: SocketAddr, forward: Impairment, back: Impairment) -> Relay {
+        let relay = Self::start(viewer, forward, back);
+        *relay.capture.lock().unwrap() = Some(Vec::new());
+        relay
+    }
+
+    /// What the relay recorded so far (empty unless started with `start_recording`).
+    pub fn captured(&self) -> Vec<Captured> {
+        self.capture.lock().unwrap().clone().unwrap_or_default()
+    }
+
+    /// Sends `bytes` to the viewer from the relay's address: to the viewer, from the client
+    /// it relays for (an attacker on the path replaying or forging datagrams).
+    pub fn inject_to_viewer(&self, bytes: &[u8]) {
+        let _ = self.inject.send_to(bytes, self.viewer);
     }
 
     pub fn start_on(
@@ -44,17 +74,26 @@ impl Relay {
             .set_read_timeout(Some(Duration::from_millis(1)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
+        let inject = socket.try_clone().unwrap();
+        let capture: Arc<Mutex<Option<Vec<Captured>>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let forward = Arc::new(Mutex::new(Link::new(forward)));
         let back = Arc::new(Mutex::new(Link::new(back)));
         let thread = {
             let (stop, forward, back) = (stop.clone(), forward.clone(), back.clone());
+            let capture = capture.clone();
             std::thread::spawn(move || {
                 let mut client: Option<SocketAddr> = None;
                 let mut buf = vec![0u8; 65_536];
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((n, from)) = socket.recv_from(&mut buf) {
                         let now = Instant::now();
+                        if let Some(log) = capture.lock().unwrap().as_mut() {
+                            log.push(Captured {
+                                to_viewer: from != viewer,
+                                bytes: buf[..n].to_vec(),
+                            });
+                        }
                         if from == viewer {
                             back.lock().unwrap().send(now, &buf[..n]);
                         } else {
@@ -80,6 +119,9 @@ impl Relay {
             thread: Some(thread),
             forward,
             back,
+            capture,
+            inject,
+            viewer,
         }
     }
 

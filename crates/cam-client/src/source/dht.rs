@@ -1,0 +1,414 @@
+//! The standard Huffman tables of ITU-T T.81 Annex K.3, for MJPEG frames that leave them out.
+//!
+//! Many UVC webcams send every MJPEG frame without a DHT segment: Motion-JPEG (as in AVI
+//! files) defines that a frame without tables uses these. libjpeg-turbo and ffmpeg know the
+//! convention; a strict JPEG decoder does not, and refuses a frame that names Huffman tables
+//! it never defined. Inserting the tables makes the frame a complete JPEG file.
+
+use std::borrow::Cow;
+
+use super::jpeg::{self, JpegError, JpegScan};
+
+/// One Huffman table as a DHT segment carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HuffmanTable {
+    /// 0 for DC, 1 for AC.
+    pub class: u8,
+    /// Destination 0 (luminance) or 1 (chrominance), as the standard's examples use them.
+    pub id: u8,
+    /// `bits[i]`: how many codes are `i + 1` bits long (BITS, Figure K.1 / Table C.1).
+    pub bits: [u8; 16],
+    /// The symbols, in order of increasing code length (HUFFVAL).
+    pub values: &'static [u8],
+}
+
+impl HuffmanTable {
+    /// `Tc`/`Th` packed in one byte, as in the DHT segment (B.2.4.2).
+    fn class_and_id(&self) -> u8 {
+        self.class << 4 | self.id
+    }
+}
+
+/// Table K.3: luminance DC differences.
+pub const DC_LUMINANCE: HuffmanTable = HuffmanTable {
+    class: 0,
+    id: 0,
+    bits: [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+    values: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+};
+
+/// Table K.4: chrominance DC differences.
+pub const DC_CHROMINANCE: HuffmanTable = HuffmanTable {
+    class: 0,
+    id: 1,
+    bits: [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    values: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+};
+
+/// Table K.5: luminance AC coefficients (run/size symbols, EOB 0x00 and ZRL 0xF0 included).
+pub const AC_LUMINANCE: HuffmanTable = HuffmanTable {
+    class: 1,
+    id: 0,
+    bits: [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D],
+    values: &[
+        0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61,
+        0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52,
+        0xD1, 0xF0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25,
+        0x26, 0x27, 0x28, 0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45,
+        0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64,
+        0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83,
+        0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+        0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6,
+        0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3,
+        0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8,
+        0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
+    ],
+};
+
+/// Table K.6: chrominance AC coefficients.
+pub const AC_CHROMINANCE: HuffmanTable = HuffmanTable {
+    class: 1,
+    id: 1,
+    bits: [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77],
+    values: &[
+        0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61,
+        0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33,
+        0x52, 0xF0, 0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18,
+        0x19, 0x1A, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44,
+        0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63,
+        0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A,
+        0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
+        0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4,
+        0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA,
+        0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7,
+        0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
+    ],
+};
+
+/// The four tables in the order the segment holds them.
+pub const STANDARD_TABLES: [HuffmanTable; 4] =
+    [DC_LUMINANCE, AC_LUMINANCE, DC_CHROMINANCE, AC_CHROMINANCE];
+
+const DHT_MARKER: [u8; 2] = [0xFF, 0xC4];
+
+/// One DHT segment (marker included) defining all four standard tables: 420 bytes.
+pub fn standard_dht_segment() -> Vec<u8> {
+    let body_len: usize = STANDARD_TABLES
+        .iter()
+        .map(|table| 1 + table.bits.len() + table.values.len())
+        .sum();
+    // The length field counts itself: 2 + 4 * 17 + 12 + 162 + 12 + 162 = 418.
+    let length = u16::try_from(2 + body_len).unwrap_or(u16::MAX);
+    let mut segment = Vec::with_capacity(2 + 2 + body_len);
+    segment.extend_from_slice(&DHT_MARKER);
+    segment.extend_from_slice(&length.to_be_bytes());
+    for table in &STANDARD_TABLES {
+        segment.push(table.class_and_id());
+        segment.extend_from_slice(&table.bits);
+        segment.extend_from_slice(table.values);
+    }
+    segment
+}
+
+/// True when a frame of this kind decodes with the standard tables: sequential Huffman-coded
+/// JPEG (SOF0 baseline, SOF1 extended), which is what MJPEG cameras send. Progressive,
+/// lossless and arithmetic-coded frames are left alone.
+fn takes_standard_tables(sof_marker: u8) -> bool {
+    matches!(sof_marker, 0xC0 | 0xC1)
+}
+
+/// `jpeg` with the standard tables inserted before its first SOS when it has no DHT segment
+/// of its own; unchanged (borrowed) otherwise. Everything else stays byte for byte.
+pub fn with_standard_tables(jpeg: &[u8]) -> Result<Cow<'_, [u8]>, JpegError> {
+    let scan = jpeg::scan(jpeg)?;
+    Ok(with_standard_tables_scanned(jpeg, &scan))
+}
+
+/// [`with_standard_tables`] for a JPEG already scanned (`scan` must come from `jpeg`).
+pub fn with_standard_tables_scanned<'a>(jpeg: &'a [u8], scan: &JpegScan) -> Cow<'a, [u8]> {
+    match scan.first_sos {
+        Some(at) if !scan.has_dht && takes_standard_tables(scan.sof_marker) => {
+            Cow::Owned(insert_at(jpeg, at))
+        }
+        _ => Cow::Borrowed(jpeg),
+    }
+}
+
+/// Copies `jpeg` with the segment at `at`, which the caller found to be a marker boundary.
+fn insert_at(jpeg: &[u8], at: usize) -> Vec<u8> {
+    let (head, tail) = jpeg.split_at(at.min(jpeg.len()));
+    let segment = standard_dht_segment();
+    let mut out = Vec::with_capacity(jpeg.len() + segment.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&segment);
+    out.extend_from_slice(tail);
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
+
+    /// A picture with edges, gradients and noise, so that many Huffman codes get used.
+    pub(crate) fn textured_rgb(width: usize, height: usize) -> Vec<u8> {
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        let mut noise = 0x2545_F491u32;
+        for y in 0..height {
+            for x in 0..width {
+                noise ^= noise << 13;
+                noise ^= noise >> 17;
+                noise ^= noise << 5;
+                let jitter = (noise % 48) as usize;
+                let edge = if (x / 9 + y / 7) % 2 == 0 { 0 } else { 90 };
+                rgb.extend_from_slice(&[
+                    ((x * 255 / width + jitter) % 256) as u8,
+                    ((y * 255 / height + edge) % 256) as u8,
+                    ((x * y / 3 + jitter * 2) % 256) as u8,
+                ]);
+            }
+        }
+        rgb
+    }
+
+    /// What a webcam's MJPEG encoder makes: baseline JPEG, here with turbojpeg's default
+    /// (standard, not optimised) Huffman tables.
+    pub(crate) fn camera_like_jpeg(width: usize, height: usize, subsamp: Subsamp) -> Vec<u8> {
+        let rgb = textured_rgb(width, height);
+        let mut compressor = Compressor::new().expect("compressor");
+        compressor.set_quality(85).expect("quality");
+        compressor.set_subsamp(subsamp).expect("subsampling");
+        compressor
+            .compress_to_vec(Image {
+                pixels: rgb.as_slice(),
+                width,
+                pitch: width * 3,
+                height,
+                format: PixelFormat::RGB,
+            })
+            .expect("encodes")
+    }
+
+    /// Marker segments before the image data: (marker, segment body without its length).
+    fn header_segments(jpeg: &[u8]) -> Vec<(u8, &[u8])> {
+        let mut segments = Vec::new();
+        let mut pos = 2;
+        loop {
+            assert_eq!(jpeg[pos], 0xFF, "marker expected at {pos}");
+            let marker = jpeg[pos + 1];
+            let length = usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
+            segments.push((marker, &jpeg[pos + 4..pos + 2 + length]));
+            if marker == 0xDA {
+                return segments;
+            }
+            pos += 2 + length;
+        }
+    }
+
+    /// Every table the JPEG's DHT segments define, however they are split into segments.
+    fn defined_tables(jpeg: &[u8]) -> Vec<(u8, u8, [u8; 16], Vec<u8>)> {
+        let mut tables = Vec::new();
+        for (_, mut body) in header_segments(jpeg)
+            .into_iter()
+            .filter(|(marker, _)| *marker == 0xC4)
+        {
+            while !body.is_empty() {
+                let class_and_id = body[0];
+                let bits: [u8; 16] = body[1..17].try_into().expect("16 counts");
+                let count: usize = bits.iter().map(|&n| usize::from(n)).sum();
+                let values = body[17..17 + count].to_vec();
+                tables.push((class_and_id >> 4, class_and_id & 0x0F, bits, values));
+                body = &body[17 + count..];
+            }
+        }
+        tables.sort();
+        tables
+    }
+
+    fn standard_as_defined() -> Vec<(u8, u8, [u8; 16], Vec<u8>)> {
+        let mut tables: Vec<_> = STANDARD_TABLES
+            .iter()
+            .map(|t| (t.class, t.id, t.bits, t.values.to_vec()))
+            .collect();
+        tables.sort();
+        tables
+    }
+
+    /// Removes every DHT segment, as many MJPEG cameras deliver their frames.
+    pub(crate) fn strip_dht(jpeg: &[u8]) -> Vec<u8> {
+        let mut out = jpeg[..2].to_vec();
+        let mut pos = 2;
+        loop {
+            let marker = jpeg[pos + 1];
+            let length = usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
+            if marker != 0xC4 {
+                out.extend_from_slice(&jpeg[pos..pos + 2 + length]);
+            }
+            pos += 2 + length;
+            if marker == 0xDA {
+                out.extend_from_slice(&jpeg[pos..]);
+                return out;
+            }
+        }
+    }
+
+    pub(crate) fn decode_rgb(jpeg: &[u8]) -> Result<(usize, usize, Vec<u8>), turbojpeg::Error> {
+        let mut decompressor = Decompressor::new()?;
+        let header = decompressor.read_header(jpeg)?;
+        let mut image = Image {
+            pixels: vec![0; header.width * header.height * 3],
+            width: header.width,
+            pitch: header.width * 3,
+            height: header.height,
+            format: PixelFormat::RGB,
+        };
+        decompressor.decompress(jpeg, image.as_deref_mut())?;
+        Ok((header.width, header.height, image.pixels))
+    }
+
+    #[test]
+    fn tables_have_the_sizes_annex_k_gives() {
+        let counts: Vec<usize> = STANDARD_TABLES
+            .iter()
+            .map(|t| t.bits.iter().map(|&n| usize::from(n)).sum())
+            .collect();
+        assert_eq!(counts, [12, 162, 12, 162]);
+        for table in STANDARD_TABLES {
+            let count: usize = table.bits.iter().map(|&n| usize::from(n)).sum();
+            assert_eq!(count, table.values.len(), "{table:?}");
+            // Kraft: a complete prefix code never uses more than the code space, and the
+            // all-ones code is left unused (C.2).
+            let used: u32 = table
+                .bits
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| u32::from(n) << (15 - i))
+                .sum();
+            assert!(used < 1 << 16, "{table:?}");
+        }
+        let segment = standard_dht_segment();
+        assert_eq!(segment.len(), 420);
+        assert_eq!(&segment[..4], &[0xFF, 0xC4, 0x01, 0xA2]);
+    }
+
+    /// The tables written here from the standard and the ones libjpeg-turbo writes when
+    /// Huffman optimisation is off (its default, and the camstream encoder's setting) are the
+    /// same two independent transcriptions of Annex K. With optimisation on they differ,
+    /// which shows the comparison can fail.
+    #[test]
+    fn turbojpeg_default_tables_are_annex_k() {
+        for subsamp in [Subsamp::Sub2x2, Subsamp::Sub2x1] {
+            let jpeg = camera_like_jpeg(48, 32, subsamp);
+            assert_eq!(defined_tables(&jpeg), standard_as_defined(), "{subsamp:?}");
+        }
+        let ours = crate::encode::JpegEncoder::new(60)
+            .expect("encoder")
+            .encode_rgb(&textured_rgb(40, 24), 40, 24)
+            .expect("encodes");
+        assert_eq!(defined_tables(&ours), standard_as_defined());
+
+        let rgb = textured_rgb(64, 48);
+        let mut optimising = Compressor::new().expect("compressor");
+        optimising.set_optimize(true).expect("optimize");
+        let optimised = optimising
+            .compress_to_vec(Image {
+                pixels: rgb.as_slice(),
+                width: 64,
+                pitch: 64 * 3,
+                height: 48,
+                format: PixelFormat::RGB,
+            })
+            .expect("encodes");
+        assert_ne!(defined_tables(&optimised), standard_as_defined());
+    }
+
+    /// The test: strip the tables, insert the standard ones, get exactly the original
+    /// pixels back.
+    #[test]
+    fn inserted_tables_decode_to_exactly_the_original_pixels() {
+        for (width, height, subsamp) in [
+            (320, 240, Subsamp::Sub2x1), // 4:2:2, as most MJPEG webcams encode
+            (96, 64, Subsamp::Sub2x2),
+            (37, 23, Subsamp::Sub2x1), // partial MCUs at the edges
+        ] {
+            let original = camera_like_jpeg(width, height, subsamp);
+            let (_, _, original_pixels) = decode_rgb(&original).expect("original decodes");
+
+            let stripped = strip_dht(&original);
+            assert!(!jpeg::scan(&stripped).expect("still parses").has_dht);
+            assert!(stripped.len() + 400 < original.len());
+
+            // libjpeg-turbo (jdhuff.c, jinit_huff_decoder) loads the Annex K tables when a
+            // frame defines none, because Motion-JPEG frames leave them out. So turbojpeg,
+            // like the viewer, decodes the stripped frame, and to the same pixels. Decoders
+            // without that rule (a strict baseline decoder, many platform image libraries)
+            // stop at the first scan that names an undefined table; the insertion is for them.
+            let (_, _, stripped_pixels) =
+                decode_rgb(&stripped).expect("libjpeg-turbo supplies the standard tables");
+            assert!(stripped_pixels == original_pixels);
+
+            let repaired = with_standard_tables(&stripped).expect("valid JPEG");
+            assert!(matches!(repaired, Cow::Owned(_)));
+            let scan = jpeg::scan(&repaired).expect("parses");
+            assert!(scan.has_dht);
+            assert_eq!(scan.end, Some(repaired.len()));
+            assert_eq!(defined_tables(&repaired), standard_as_defined());
+
+            let (w, h, repaired_pixels) = decode_rgb(&repaired).expect("repaired decodes");
+            assert_eq!((w, h), (width, height));
+            assert!(
+                repaired_pixels == original_pixels,
+                "{width}x{height} {subsamp:?}: pixels differ after insertion"
+            );
+
+            // Only the segment was added: everything before and after is untouched.
+            let at = jpeg::scan(&stripped)
+                .expect("parses")
+                .first_sos
+                .expect("has SOS");
+            assert_eq!(&repaired[..at], &stripped[..at]);
+            assert_eq!(&repaired[at..at + 420], standard_dht_segment().as_slice());
+            assert_eq!(&repaired[at + 420..], &stripped[at..]);
+        }
+    }
+
+    #[test]
+    fn frames_with_tables_are_left_alone() {
+        let original = camera_like_jpeg(32, 32, Subsamp::Sub2x2);
+        assert!(matches!(
+            with_standard_tables(&original),
+            Ok(Cow::Borrowed(bytes)) if bytes == original.as_slice()
+        ));
+    }
+
+    #[test]
+    fn progressive_frames_are_left_alone() {
+        let rgb = textured_rgb(32, 32);
+        let mut compressor = Compressor::new().expect("compressor");
+        compressor.set_progressive(true).expect("progressive");
+        let progressive = compressor
+            .compress_to_vec(Image {
+                pixels: rgb.as_slice(),
+                width: 32,
+                pitch: 32 * 3,
+                height: 32,
+                format: PixelFormat::RGB,
+            })
+            .expect("encodes");
+        let stripped = strip_dht(&progressive);
+        assert!(matches!(
+            with_standard_tables(&stripped),
+            Ok(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(with_standard_tables(b"").is_err());
+        assert!(with_standard_tables(b"not a jpeg").is_err());
+        let stripped = strip_dht(&camera_like_jpeg(24, 16, Subsamp::Sub2x1));
+        for len in 0..stripped.len() {
+            let _ = with_standard_tables(&stripped[..len]);
+        }
+    }
+}

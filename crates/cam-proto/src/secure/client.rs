@@ -1,0 +1,241 @@
+//! The client's keyed state: handshakes (started at once, sent again on the probe backoff,
+//! started anew when the viewer has been silent for a while), the current and previous
+//! sessions, sealing and opening. `Sender` holds one of these when it has a key.
+
+use std::time::{Duration, Instant};
+
+use ring::rand::SystemRandom;
+
+use super::{ClientHandshake, HelloKey, Psk, SecureError, Session};
+use crate::sender::probe_interval;
+use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, FLAG_SEALED};
+
+/// No authenticated datagram from the viewer for this long while something is outstanding:
+/// it may have restarted (and lost the session), so a new handshake starts, the old session
+/// staying in use until the new one is up.
+pub const REHANDSHAKE_AFTER: Duration = Duration::from_secs(1);
+
+/// What an accepted datagram from the viewer was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOpened {
+    /// A sealed datagram, opened into the caller's buffer as the clear datagram it was.
+    Data,
+    /// A HELLO_REPLY that completed a handshake (`rekey`: one before it had completed too).
+    Established { rekey: bool },
+    /// A copy of the reply that set up the current session: nothing to do.
+    DuplicateReply,
+}
+
+#[derive(Debug)]
+pub struct ClientKeys {
+    psk: Psk,
+    hello_key: HelloKey,
+    rng: SystemRandom,
+    handshake: Option<ClientHandshake>,
+    next_number: u32,
+    hello_due: bool,
+    hello_at: Option<Instant>,
+    hellos_unanswered: u32,
+    current: Option<Session>,
+    previous: Option<Session>,
+    last_heard: Option<Instant>,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Handshakes that could not start: the system's random generator failed.
+    pub random_failures: u64,
+}
+
+impl ClientKeys {
+    /// Keyed state whose first HELLO is due at once.
+    pub fn new(psk: Psk) -> ClientKeys {
+        let hello_key = HelloKey::new(&psk);
+        let mut keys = ClientKeys {
+            psk,
+            hello_key,
+            rng: SystemRandom::new(),
+            handshake: None,
+            next_number: 0,
+            hello_due: false,
+            hello_at: None,
+            hellos_unanswered: 0,
+            current: None,
+            previous: None,
+            last_heard: None,
+            handshakes: 0,
+            random_failures: 0,
+        };
+        keys.start_handshake();
+        keys
+    }
+
+    /// A session is up: data may be sealed.
+    pub fn is_established(&self) -> bool {
+        self.current.is_some()
+    }
+
+    pub fn handshake_in_progress(&self) -> bool {
+        self.handshake.is_some()
+    }
+
+    fn start_handshake(&mut self) {
+        match ClientHandshake::start(&self.rng, self.next_number) {
+            Ok(h) => {
+                log::debug!("starting handshake {}", self.next_number);
+                self.next_number = self.next_number.wrapping_add(1);
+                self.handshake = Some(h);
+                self.hello_due = true;
+                self.hello_at = None;
+                self.hellos_unanswered = 0;
+            }
+            Err(_) => {
+                // Tried again at the next timeout.
+                self.random_failures += 1;
+                self.handshake = None;
+            }
+        }
+    }
+
+    /// Runs the handshake timers. `busy`: frames (or a window probe) await an answer.
+    pub fn handle_timeout(&mut self, now: Instant, pto: Duration, busy: bool) {
+        if self.handshake.is_none() {
+            let silent = match (self.current.is_some(), self.last_heard) {
+                (false, _) => true,
+                (true, Some(heard)) => busy && now >= heard + rehandshake_after(pto),
+                (true, None) => busy,
+            };
+            if silent {
+                if self.current.is_some() {
+                    log::debug!("no authenticated answer from the viewer lately: new handshake");
+                }
+                self.start_handshake();
+            }
+            return;
+        }
+        if self.hello_at.is_some_and(|t| now >= t) {
+            self.hello_due = true;
+        }
+    }
+
+    /// When `handle_timeout` next has work (`busy` as there).
+    pub fn poll_timeout(&self, pto: Duration, busy: bool) -> Option<Instant> {
+        match &self.handshake {
+            Some(_) => self.hello_at,
+            // Only after the random generator failed: tried again at the next timer.
+            None if self.current.is_none() => None,
+            None if busy => self.last_heard.map(|t| t + rehandshake_after(pto)),
+            None => None,
+        }
+    }
+
+    /// Writes the HELLO into `buf` when one is due. The caller sends it with packet number
+    /// `pn` (it consumes the number, as any datagram does).
+    pub fn poll_hello(
+        &mut self,
+        now: Instant,
+        pto: Duration,
+        stream_id: u32,
+        pn: u64,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let Some(handshake) = self.handshake.as_ref().filter(|_| self.hello_due) else {
+            return false;
+        };
+        handshake.emit_hello(&self.hello_key, stream_id, pn, buf);
+        self.hello_due = false;
+        self.hello_at = Some(now + probe_interval(pto, self.hellos_unanswered));
+        self.hellos_unanswered += 1;
+        true
+    }
+
+    /// True when a datagram with packet number `pn` can be sealed now.
+    pub fn can_seal(&self, pn: u64) -> bool {
+        self.current.is_some() && Session::can_seal(pn)
+    }
+
+    /// Seals a clear datagram with the current session.
+    pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
+        self.current
+            .as_ref()
+            .ok_or(SecureError::Unauthenticated)?
+            .seal(datagram)
+    }
+
+    /// Authenticates a datagram from the viewer. A sealed one is opened into `out` and its
+    /// packet number checked against the replay window; a HELLO_REPLY may complete the
+    /// handshake. Anything else is refused, and nothing changes.
+    pub fn open(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<ClientOpened, SecureError> {
+        let packet = Packet::new_checked(bytes)?;
+        if packet.flags() != FLAG_SEALED {
+            if packet.kind_raw() != Kind::HelloReply as u8 {
+                // Checked for form first, so a malformed datagram is counted as such.
+                CommonRepr::parse(&packet)?;
+                return Err(SecureError::NotSealed);
+            }
+            return self.handle_reply(now, stream_id, bytes);
+        }
+        let common = CommonRepr::parse_sealed(&packet)?;
+        if common.stream_id != stream_id {
+            return Err(SecureError::Unauthenticated);
+        }
+        for session in [self.current.as_mut(), self.previous.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            match session.open(bytes, out) {
+                Ok(common) => {
+                    session.accept(common.packet_number)?;
+                    self.last_heard = Some(now);
+                    return Ok(ClientOpened::Data);
+                }
+                Err(SecureError::Unauthenticated) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SecureError::Unauthenticated)
+    }
+
+    fn handle_reply(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        bytes: &[u8],
+    ) -> Result<ClientOpened, SecureError> {
+        let reply = HandshakeDatagram::parse(bytes)?;
+        if self.current.as_ref().is_some_and(|s| s.reply() == bytes) {
+            return Ok(ClientOpened::DuplicateReply);
+        }
+        let Some(handshake) = self
+            .handshake
+            .take_if(|h| h.is_answered_by(stream_id, &reply))
+        else {
+            return Err(SecureError::Unauthenticated);
+        };
+        match handshake.finish(&self.psk, bytes, &reply) {
+            Ok(session) => {
+                let rekey = self.current.is_some();
+                self.previous = self.current.replace(session);
+                self.last_heard = Some(now);
+                self.hello_due = false;
+                self.hello_at = None;
+                self.handshakes += 1;
+                log::debug!("handshake complete (session {})", self.handshakes);
+                Ok(ClientOpened::Established { rekey })
+            }
+            Err(e) => {
+                // The ephemeral key is spent: a new handshake, at once.
+                self.start_handshake();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn rehandshake_after(pto: Duration) -> Duration {
+    REHANDSHAKE_AFTER.max(pto * 3)
+}

@@ -1,0 +1,321 @@
+//! Keyed mode: a pre-shared key, a two-message handshake that derives per-session,
+//! per-direction keys, and ChaCha20-Poly1305 on every other datagram, with a replay window
+//! on the packet number. See `PROTOCOL.md`, section "Keyed mode", for the reasons.
+//!
+//! Sans-IO like the rest of the crate, except for randomness: the ephemeral keys come from
+//! the operating system's generator (through `ring`), which cannot be replaced by a seeded
+//! one. Nothing in the state machines depends on the values drawn.
+
+mod client;
+mod handshake;
+pub mod keyfile;
+mod replay;
+mod viewer;
+
+pub use client::{ClientKeys, ClientOpened, REHANDSHAKE_AFTER};
+pub use handshake::{answer_hello, ClientHandshake, HelloKey};
+pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
+pub use viewer::{ViewerKeys, ViewerOpened, MAX_PENDING_SESSIONS};
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
+
+use crate::wire::{
+    CommonRepr, Packet, WireError, FLAG_SEALED, HEADER_LEN, PUBLIC_KEY_LEN, TAG_LEN,
+};
+
+/// Length of the pre-shared key.
+pub const PSK_LEN: usize = 32;
+
+/// Packet numbers at and above this are never sealed or opened: a session's counter must
+/// never come near wrapping (WireGuard's `REKEY_AFTER_MESSAGES`). At a million datagrams a
+/// second it is 36,000 years away; reaching it means a bug, and the datagram is refused.
+pub const MAX_PACKET_NUMBER: u64 = 1 << 60;
+
+/// The pre-shared key both ends hold. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Psk([u8; PSK_LEN]);
+
+impl Psk {
+    pub const fn from_bytes(bytes: [u8; PSK_LEN]) -> Psk {
+        Psk(bytes)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; PSK_LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Psk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Psk(<secret>)")
+    }
+}
+
+/// Why keyed mode refused a datagram, or could not make one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecureError {
+    #[error("malformed: {0}")]
+    Wire(#[from] WireError),
+    #[error("failed authentication (no key, or another key)")]
+    Unauthenticated,
+    #[error("not sealed, but this end has a key")]
+    NotSealed,
+    #[error("packet number already seen or below the replay window")]
+    Replayed,
+    #[error("packet number at the limit of the session")]
+    CounterExhausted,
+    #[error("the system's random number generator failed")]
+    Random,
+}
+
+/// Which end of a session this is: the client seals with the client-to-viewer key and
+/// opens with the other, the viewer the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Viewer,
+}
+
+/// The keys of one handshake, one end's view of them, and its replay window.
+pub struct Session {
+    seal_key: LessSafeKey,
+    open_key: LessSafeKey,
+    replay: ReplayWindow,
+    /// The client's ephemeral public key: names the handshake this session came from.
+    client_public: [u8; PUBLIC_KEY_LEN],
+    viewer_public: [u8; PUBLIC_KEY_LEN],
+    /// The HELLO_REPLY that set it up (viewer side: sent again, byte for byte, when the
+    /// same HELLO comes again).
+    reply: Vec<u8>,
+    /// The handshake's number, chosen by the client, echoed by the reply.
+    number: u32,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("number", &self.number)
+            .field("highest_opened", &self.replay.highest())
+            .finish_non_exhaustive()
+    }
+}
+
+fn nonce(pn: u64) -> Nonce {
+    let mut n = [0u8; NONCE_LEN];
+    n[NONCE_LEN - 8..].copy_from_slice(&pn.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+impl Session {
+    fn new(
+        role: Role,
+        c2v: LessSafeKey,
+        v2c: LessSafeKey,
+        client_public: [u8; PUBLIC_KEY_LEN],
+        viewer_public: [u8; PUBLIC_KEY_LEN],
+        number: u32,
+    ) -> Session {
+        let (seal_key, open_key) = match role {
+            Role::Client => (c2v, v2c),
+            Role::Viewer => (v2c, c2v),
+        };
+        Session {
+            seal_key,
+            open_key,
+            replay: ReplayWindow::new(),
+            client_public,
+            viewer_public,
+            reply: Vec::new(),
+            number,
+        }
+    }
+
+    pub fn client_public(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.client_public
+    }
+    pub fn viewer_public(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.viewer_public
+    }
+    pub fn reply(&self) -> &[u8] {
+        &self.reply
+    }
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// True when a datagram with packet number `pn` can be sealed.
+    pub fn can_seal(pn: u64) -> bool {
+        pn < MAX_PACKET_NUMBER
+    }
+
+    /// Seals a clear datagram in place: sets `FLAG_SEALED`, encrypts everything after the
+    /// common header (which is the associated data), appends the 16-byte tag. The nonce is
+    /// the packet number, so the caller must never seal two datagrams with one number.
+    pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
+        let pn = Packet::new_checked(&datagram[..])?.packet_number();
+        if !Self::can_seal(pn) {
+            return Err(SecureError::CounterExhausted);
+        }
+        Packet::new_unchecked(&mut datagram[..]).set_flags(FLAG_SEALED);
+        let (header, body) = datagram.split_at_mut(HEADER_LEN);
+        let tag = self
+            .seal_key
+            .seal_in_place_separate_tag(nonce(pn), Aad::from(&header[..]), body)
+            .map_err(|_| SecureError::CounterExhausted)?;
+        datagram.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Opens a sealed datagram into `out` (replacing its contents) as the clear datagram it
+    /// was: flags 0, no tag. Nothing in this session changes; the caller checks the packet
+    /// number against the replay window (`accept`) only after this succeeded.
+    pub fn open(&self, datagram: &[u8], out: &mut Vec<u8>) -> Result<CommonRepr, SecureError> {
+        let common = CommonRepr::parse_sealed(&Packet::new_checked(datagram)?)?;
+        if datagram.len() < HEADER_LEN + TAG_LEN {
+            return Err(WireError::Truncated.into());
+        }
+        if common.packet_number >= MAX_PACKET_NUMBER {
+            return Err(SecureError::CounterExhausted);
+        }
+        out.clear();
+        out.extend_from_slice(datagram);
+        let tag_at = out.len() - TAG_LEN;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&out[tag_at..]);
+        let (header, rest) = out.split_at_mut(HEADER_LEN);
+        let ciphertext = &mut rest[..tag_at - HEADER_LEN];
+        self.open_key
+            .open_in_place_separate_tag(
+                nonce(common.packet_number),
+                Aad::from(&header[..]),
+                Tag::from(tag),
+                ciphertext,
+                0..,
+            )
+            .map_err(|_| SecureError::Unauthenticated)?;
+        out.truncate(tag_at);
+        Packet::new_unchecked(&mut out[..]).set_flags(0);
+        Ok(common)
+    }
+
+    /// Records an authenticated packet number; `Replayed` if it was seen or is too old.
+    pub fn accept(&mut self, pn: u64) -> Result<(), SecureError> {
+        match self.replay.accept(pn) {
+            ReplayVerdict::Fresh => Ok(()),
+            ReplayVerdict::Duplicate | ReplayVerdict::TooOld => Err(SecureError::Replayed),
+        }
+    }
+}
+
+/// The AEAD in use: ChaCha20-Poly1305 from `ring` (fast on CPUs without AES instructions,
+/// such as a Raspberry Pi, and constant-time everywhere).
+pub(crate) static AEAD: &aead::Algorithm = &aead::CHACHA20_POLY1305;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Body, Datagram, HeaderRepr, Kind};
+    use ring::aead::UnboundKey;
+
+    fn key(byte: u8) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(AEAD, &[byte; 32]).unwrap())
+    }
+
+    fn pair() -> (Session, Session) {
+        let client = Session::new(Role::Client, key(1), key(2), [3; 32], [4; 32], 0);
+        let viewer = Session::new(Role::Viewer, key(1), key(2), [3; 32], [4; 32], 0);
+        (client, viewer)
+    }
+
+    fn header_datagram(pn: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        Datagram {
+            common: CommonRepr {
+                kind: Kind::Header,
+                stream_id: 7,
+                packet_number: pn,
+                frame_seq: 1,
+            },
+            body: Body::Header(HeaderRepr {
+                total_len: 100,
+                chunk_size: 50,
+                codec: crate::wire::Codec::Jpeg,
+                width: 16,
+                height: 16,
+                capture_ts_us: 5,
+                crc32: 9,
+            }),
+        }
+        .emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn seal_then_open_gives_the_clear_datagram_back() {
+        let (client, mut viewer) = pair();
+        let clear = header_datagram(42);
+        let mut sealed = clear.clone();
+        client.seal(&mut sealed).unwrap();
+        assert_eq!(sealed.len(), clear.len() + TAG_LEN);
+        assert_eq!(sealed[4], FLAG_SEALED);
+        assert_eq!(
+            sealed[8..HEADER_LEN],
+            clear[8..HEADER_LEN],
+            "routing stays clear"
+        );
+        assert_ne!(sealed[HEADER_LEN..clear.len()], clear[HEADER_LEN..]);
+        let mut out = Vec::new();
+        let common = viewer.open(&sealed, &mut out).unwrap();
+        assert_eq!(common.packet_number, 42);
+        assert_eq!(out, clear);
+        viewer.accept(42).unwrap();
+        assert_eq!(viewer.accept(42), Err(SecureError::Replayed));
+        // A client cannot open what it sealed itself: the directions have their own keys.
+        assert_eq!(
+            client.open(&sealed, &mut out),
+            Err(SecureError::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn counter_limit_is_refused_both_ways() {
+        let (client, viewer) = pair();
+        let mut ok = header_datagram(MAX_PACKET_NUMBER - 1);
+        client.seal(&mut ok).unwrap();
+        let mut out = Vec::new();
+        assert!(viewer.open(&ok, &mut out).is_ok());
+        for pn in [MAX_PACKET_NUMBER, MAX_PACKET_NUMBER + 1, u64::MAX] {
+            let mut at_limit = header_datagram(pn);
+            assert_eq!(
+                client.seal(&mut at_limit),
+                Err(SecureError::CounterExhausted)
+            );
+            assert_eq!(at_limit, header_datagram(pn), "nothing sealed");
+            // A forged datagram at the limit is refused before any decryption.
+            let mut forged = ok.clone();
+            forged[12..20].copy_from_slice(&pn.to_be_bytes());
+            assert_eq!(
+                viewer.open(&forged, &mut out),
+                Err(SecureError::CounterExhausted)
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_and_clear_datagrams_are_refused() {
+        let (client, viewer) = pair();
+        let mut sealed = header_datagram(1);
+        client.seal(&mut sealed).unwrap();
+        let mut out = Vec::new();
+        for len in 0..sealed.len() {
+            assert!(viewer.open(&sealed[..len], &mut out).is_err(), "len {len}");
+        }
+        assert!(viewer.open(&header_datagram(1), &mut out).is_err());
+    }
+
+    #[test]
+    fn psk_debug_hides_the_key() {
+        let text = format!("{:?}", Psk::from_bytes([0xab; 32]));
+        assert!(!text.contains("ab") && !text.contains("171"), "{text}");
+    }
+}
