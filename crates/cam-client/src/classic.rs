@@ -160,20 +160,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
 
         let wants_frame = sender.can_send() && !budget_done && !exhausted;
         let frames = if wants_frame { &captured } else { &no_frames };
-        let wake = [
+        let timeout = run::time_to_wait([
             sender.poll_timeout(),
             link.as_ref().and_then(Link::next_delivery),
             end_at,
             Some(status_at),
-            Some(started + config.give_up),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(now + Duration::from_millis(100));
-        let timeout = wake
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+            // Only while nothing has answered: once past, it would turn this loop into a spin.
+            (sender.stats().replies_received == 0).then_some(started + config.give_up),
+        ]);
         select! {
             recv(frames) -> item => match item {
                 Ok(Captured::Frame(frame, _)) => {

@@ -192,21 +192,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
 
         let wants_frame = sender.can_send() && !budget_done && !exhausted;
         let frames = if wants_frame { &captured } else { &no_frames };
-        let wake = [
+        let timeout = time_to_wait([
             sender.poll_timeout(),
             link.as_ref().and_then(Link::next_delivery),
             end_at,
             Some(status.next_at),
             // Only while nobody has answered: once past, it would turn this loop into a spin.
             (!sender.has_heard_viewer()).then_some(started + config.give_up),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(now + Duration::from_millis(100));
-        let timeout = wake
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+        ]);
         select! {
             recv(frames) -> item => match item {
                 Ok(Captured::Frame(frame, used)) => {
@@ -306,6 +299,22 @@ fn rate_text(target: Option<f64>) -> String {
         || "no limit seen".to_owned(),
         |t| format!("{:.0} kbit/s", t / 1000.0),
     )
+}
+
+/// Longest the send loop blocks, so Ctrl-C and the end of a run are seen promptly.
+const MAX_IDLE: Duration = Duration::from_millis(100);
+
+/// How long the send loop may block: until the earliest of its wake-ups (a past one means
+/// "now"), and never longer than `MAX_IDLE`. A wake-up that no longer applies must be left
+/// out by the caller (`None`), or it would keep the loop spinning.
+pub(crate) fn time_to_wait(wakes: impl IntoIterator<Item = Option<Instant>>) -> Duration {
+    let now = Instant::now();
+    wakes
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(MAX_IDLE, |t| t.saturating_duration_since(now))
+        .min(MAX_IDLE)
 }
 
 pub(crate) fn round3(v: f64) -> f64 {

@@ -203,3 +203,43 @@ fn ctrl_c_stops_both_with_a_summary() {
     assert!(status.success(), "{}", viewer.stderr());
     assert!(u(&v, "frames_completed") > 0, "{v}");
 }
+
+/// Once past its give-up time, a client that has been answered must go on waiting on its
+/// timers, not spin: a 5 fps stream needs a few percent of a core.
+#[test]
+fn clients_idle_between_frames_after_the_give_up_time() {
+    for protocol in ["camstream", "classic"] {
+        let (_viewer, port) = start_viewer(&["--protocol", protocol]);
+        let mut client = start_client(
+            port,
+            &[
+                "--protocol",
+                protocol,
+                "--source",
+                "pattern",
+                "--fps",
+                "5",
+                "--give-up",
+                "1",
+                "--duration",
+                "6",
+            ],
+        );
+        // The third status line comes about 3 s in: well past the give-up time.
+        let lines = |c: &Proc| c.stderr().matches("cam-client:").count();
+        assert!(
+            common::procs::wait_until(PATIENCE, || lines(&client) >= 3),
+            "{protocol}: no status lines:\n{}",
+            client.stderr()
+        );
+        let cpu = client.cpu_seconds().unwrap();
+        eprintln!("{protocol}: {cpu:.2} s of CPU in about 3 s");
+        assert!(
+            cpu < 1.5,
+            "{protocol} client used {cpu:.2} s of CPU in about 3 s: spinning?"
+        );
+        client.signal(2);
+        let (status, _) = client.summary(PATIENCE);
+        assert!(status.success(), "{}", client.stderr());
+    }
+}
