@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 use cam_proto::receiver::{Receiver, ReceiverConfig};
 use cam_proto::sender::{Sender, SenderConfig};
 use cam_proto::sim::{Impairment, Link};
-use common::{Pair, MS};
-
-fn lossy(loss: f64, seed: u64) -> Impairment {
-    Impairment {
-        loss,
-        delay: MS,
-        seed,
-        ..Impairment::default()
-    }
-}
+use common::{lossy, survives_loss, Pair, MS};
 
 #[test]
 fn clean_link_delivers_every_frame_without_retransmission() {
@@ -33,58 +24,19 @@ fn clean_link_delivers_every_frame_without_retransmission() {
     pair.assert_delivered_exact();
 }
 
-/// Frames the sender did not abandon arrive byte-exact, and the retransmission count is
-/// close to what the loss rate predicts: no storms.
-fn survives_loss(loss: f64) {
-    let mut pair = Pair::new(
-        SenderConfig {
-            frame_deadline: Some(Duration::from_secs(2)),
-            ..SenderConfig::default()
-        },
-        lossy(loss, 11),
-        lossy(loss, 12),
-    );
-    pair.run_frames(300, Duration::from_secs(600));
-    pair.assert_delivered_exact();
-    let stats = pair.sender.stats().clone();
-    assert_eq!(pair.acked.len() + pair.abandoned.len(), 300, "{stats:?}");
-    for seq in &pair.acked {
-        assert!(
-            pair.delivered.iter().any(|d| d.seq == *seq),
-            "acked {seq} never delivered"
-        );
-    }
-    assert!(
-        pair.delivered.len() >= 297,
-        "only {} of 300 delivered at {loss}: {stats:?} {:?} abandoned {:?}",
-        pair.delivered.len(),
-        pair.receiver.stats(),
-        pair.abandoned
-    );
-    let first_sends = stats.datagrams_sent - stats.retransmits - stats.probes;
-    // Each lost datagram needs about 1/(1-p) sends; allow generous slack for lost acks.
-    let expected = first_sends as f64 * loss / (1.0 - loss);
-    let ratio = stats.retransmits as f64 / expected;
-    assert!(
-        (0.5..2.0).contains(&ratio),
-        "retransmits {} vs expected {expected:.0} at loss {loss} ({stats:?})",
-        stats.retransmits
-    );
-}
-
 #[test]
 fn survives_one_percent_loss() {
-    survives_loss(0.01);
+    survives_loss(0.01, None);
 }
 
 #[test]
 fn survives_five_percent_loss() {
-    survives_loss(0.05);
+    survives_loss(0.05, None);
 }
 
 #[test]
 fn survives_twenty_percent_loss() {
-    survives_loss(0.20);
+    survives_loss(0.20, None);
 }
 
 #[test]

@@ -342,3 +342,56 @@ impl Pair {
         (fps, pct(0.5), pct(0.99))
     }
 }
+
+/// A link with `loss` and a millisecond of delay each way.
+pub fn lossy(loss: f64, seed: u64) -> Impairment {
+    Impairment {
+        loss,
+        delay: MS,
+        seed,
+        ..Impairment::default()
+    }
+}
+
+/// 300 frames through `loss` both ways, with the same key on both ends (or none): frames
+/// the sender did not abandon arrive byte-exact, nearly all do, and the retransmission
+/// count is close to what the loss rate predicts (no storms). Returns the pair to look at.
+pub fn survives_loss(loss: f64, key: Option<Psk>) -> Pair {
+    let mut pair = Pair::keyed(
+        SenderConfig {
+            frame_deadline: Some(Duration::from_secs(2)),
+            ..SenderConfig::default()
+        },
+        lossy(loss, 11),
+        lossy(loss, 12),
+        key.clone(),
+        key,
+    );
+    pair.run_frames(300, Duration::from_secs(600));
+    pair.assert_delivered_exact();
+    let stats = pair.sender.stats().clone();
+    assert_eq!(pair.acked.len() + pair.abandoned.len(), 300, "{stats:?}");
+    for seq in &pair.acked {
+        assert!(
+            pair.delivered.iter().any(|d| d.seq == *seq),
+            "acked {seq} never delivered"
+        );
+    }
+    assert!(
+        pair.delivered.len() >= 297,
+        "only {} of 300 delivered at {loss}: {stats:?} {:?} abandoned {:?}",
+        pair.delivered.len(),
+        pair.receiver.stats(),
+        pair.abandoned
+    );
+    let first_sends = stats.datagrams_sent - stats.retransmits - stats.probes;
+    // Each lost datagram needs about 1/(1-p) sends; allow generous slack for lost acks.
+    let expected = first_sends as f64 * loss / (1.0 - loss);
+    let ratio = stats.retransmits as f64 / expected;
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "retransmits {} vs expected {expected:.0} at loss {loss} ({stats:?})",
+        stats.retransmits
+    );
+    pair
+}
