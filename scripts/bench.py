@@ -21,6 +21,8 @@ from gst-launch), then measures:
   5. delivered fps and fraction at 0, 1, 5 and 10% loss for both, through the same lossy relay
      (crates/cam-viewer/examples/relay.rs) so that both see the same loss model;
   plus a chunk-size sweep on loopback and, when both programs have --key-file, keyed mode.
+The unpaced and paced runs go in interleaved rounds (--rounds, default 2) and each pipeline keeps
+its least disturbed run; the codec limit is the faster of a measurement before and one after.
 
 Outputs (default bench/): latest.json (everything measured), latest.md (tables, ratios,
 targets), latest.svg (delivered fps and fraction against injected loss).
@@ -448,7 +450,9 @@ def markdown(r):
         "",
         "Loopback, the same textured frames for every pipeline (noise + gradient + motion, full-range "
         f"I420), JPEG quality {QUALITY}. CPU is both processes together (getrusage), per delivered frame. "
-        "Unpaced: as fast as each pipeline goes (camstream `--fps 0`, GStreamer `sync=false`).",
+        "Unpaced: as fast as each pipeline goes (camstream `--fps 0`, GStreamer `sync=false`). "
+        f"Unpaced and paced rows are the best of {r.get('rounds', 1)} interleaved rounds (most fps; lowest "
+        "latency when paced); every round is in latest.json.",
         "",
         "## Throughput and CPU",
         "",
@@ -487,36 +491,45 @@ def markdown(r):
         "",
         "## Ratios",
         "",
-        "| size | camstream / GStreamer fps | camstream / GStreamer CPU per frame | camstream / codec-limit fps | camstream CPU / codec floor |",
-        "|---|---:|---:|---:|---:|",
+        "| size | camstream | fps / GStreamer (as written; 4 MiB buffer) | CPU per frame / GStreamer (as written; 4 MiB buffer) | fps / codec limit | CPU per frame / codec floor |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for s in r["sizes"]:
-        best = s.get("camstream_local") or s["camstream"]
-        g = s["gstreamer"]
-        codec = s["codec"]
-        lines.append(
-            f"| {s['size']} | {fmt(ratio(best['delivered_fps'], g['delivered_fps']), 2)} "
-            f"| {fmt(ratio(best['cpu_ms_per_frame'], g['cpu_ms_per_frame']), 2)} "
-            f"| {fmt(ratio(best['delivered_fps'], codec['limit_fps']), 2)} "
-            f"| {fmt(ratio(best['cpu_ms_per_frame'], codec['floor_ms']), 2)} |"
-        )
+        g, gb, codec = s["gstreamer"], s.get("gstreamer_buffer") or {}, s["codec"]
+        for key, title in [("camstream_local", f"{LOCAL_CHUNK} B chunks"), ("camstream", f"{DEFAULT_CHUNK} B chunks")]:
+            c = s.get(key)
+            if not c:
+                continue
+            lines.append(
+                f"| {s['size']} | {title} "
+                f"| {fmt(ratio(c['delivered_fps'], g['delivered_fps']), 2)}; {fmt(ratio(c['delivered_fps'], gb.get('delivered_fps')), 2)} "
+                f"| {fmt(ratio(c['cpu_ms_per_frame'], g['cpu_ms_per_frame']), 2)}; {fmt(ratio(c['cpu_ms_per_frame'], gb.get('cpu_ms_per_frame')), 2)} "
+                f"| {fmt(ratio(c['delivered_fps'], codec['limit_fps']), 2)} "
+                f"| {fmt(ratio(c['cpu_ms_per_frame'], codec['floor_ms']), 2)} |"
+            )
     lines += [
         "",
-        f"camstream with {LOCAL_CHUNK}-byte chunks (best on loopback, see the sweep) against GStreamer as written; "
-        "the table above has every row.",
+        "The codec limit is single-threaded libjpeg-turbo in one process (the faster of two measurements in "
+        "the run); camstream needs both cores for it (encoding in the client, decoding in the viewer), so "
+        "cores taken by other processes (*other*) lower its fps against the limit.",
         "",
         "## Paced at 30 fps (camstream)",
         "",
-        "| size | delivered fps | latency p50 ms | latency p99 ms | encode + decode + 2 ms | CPU ms/frame | other |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Latency is from the moment the frame is read (before encoding) to the moment it is decoded.",
+        "",
+        "| size | chunk bytes | delivered fps | latency p50 ms | latency p99 ms | encode + decode + 2 ms | CPU ms/frame | other |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in r["sizes"]:
-        p, codec = s["paced"], s["codec"]
+        codec = s["codec"]
         bound = codec["encode_ms"] + codec["decode_bgrx_ms"] + 2
-        lines.append(
-            f"| {s['size']} | {fmt(p['delivered_fps'])} | {fmt(p['latency_p50_ms'])} | {fmt(p['latency_p99_ms'])} "
-            f"| {bound:.1f} | {fmt(p['cpu_ms_per_frame'], 2)} | {fmt(p['other_cores'], 2)} |"
-        )
+        for p in [s["paced"], s.get("paced_local")]:
+            if not p:
+                continue
+            lines.append(
+                f"| {s['size']} | {p['chunk_size']} | {fmt(p['delivered_fps'])} | {fmt(p['latency_p50_ms'])} "
+                f"| {fmt(p['latency_p99_ms'])} | {bound:.1f} | {fmt(p['cpu_ms_per_frame'], 2)} | {fmt(p['other_cores'], 2)} |"
+            )
     loss = r["loss"]
     lines += [
         "",
@@ -567,7 +580,7 @@ def targets_section(r):
     s = next((s for s in r["sizes"] if s["size"] == "1280x720"), None)
     if not s:
         return []
-    codec, g = s["codec"], s["gstreamer"]
+    codec, g, gb = s["codec"], s["gstreamer"], s.get("gstreamer_buffer")
     lines = [
         "## Targets (1280x720)",
         "",
@@ -580,9 +593,11 @@ def targets_section(r):
             continue
         checks = [
             ("fps ≥ 90% of the codec limit", c["delivered_fps"] / codec["limit_fps"], 0.9, "{:.2f}× limit"),
-            ("fps ≥ 1.2× GStreamer's", c["delivered_fps"] / g["delivered_fps"] if g["delivered_fps"] else math.inf, 1.2, "{:.2f}×"),
+            ("fps ≥ 1.2× GStreamer's (as written)", c["delivered_fps"] / g["delivered_fps"] if g["delivered_fps"] else math.inf, 1.2, "{:.2f}×"),
+            ("fps ≥ 1.2× GStreamer's (4 MiB buffer)", c["delivered_fps"] / gb["delivered_fps"] if gb and gb["delivered_fps"] else math.inf, 1.2, "{:.2f}×"),
             ("CPU/frame ≤ 1.2× codec floor", c["cpu_ms_per_frame"] / codec["floor_ms"], -1.2, "{:.2f}× floor"),
-            ("CPU/frame ≤ 0.75× GStreamer's", c["cpu_ms_per_frame"] / g["cpu_ms_per_frame"] if g["cpu_ms_per_frame"] else 0.0, -0.75, "{:.2f}×"),
+            ("CPU/frame ≤ 0.75× GStreamer's (as written)", c["cpu_ms_per_frame"] / g["cpu_ms_per_frame"] if g["cpu_ms_per_frame"] else 0.0, -0.75, "{:.2f}×"),
+            ("CPU/frame ≤ 0.75× GStreamer's (4 MiB buffer)", c["cpu_ms_per_frame"] / gb["cpu_ms_per_frame"] if gb and gb["cpu_ms_per_frame"] else 0.0, -0.75, "{:.2f}×"),
             ("100% delivered without loss", c["delivered_fraction"], 1.0, "{:.2%}"),
         ]
         for name, value, bound, form in checks:
@@ -591,11 +606,14 @@ def targets_section(r):
     five = next((x for x in r["loss"]["camstream"] if x["loss_percent"] == 5), None)
     if five and r["loss"]["size"] == "1280x720":
         lines.append(f"| ≥ 99% delivered at 5% loss | {five['delivered_fraction']:.2%} | {'yes' if five['delivered_fraction'] >= 0.99 else 'no'} |")
-    p = s["paced"]
     bound = codec["encode_ms"] + codec["decode_bgrx_ms"] + 2
-    if p.get("latency_p50_ms") is not None:
-        met = p["latency_p50_ms"] <= bound
-        lines.append(f"| 30 fps latency p50 ≤ encode + decode + 2 ms ({bound:.1f} ms) | {p['latency_p50_ms']:.1f} ms | {'yes' if met else 'no'} |")
+    for p in [s.get("paced_local"), s["paced"]]:
+        if p and p.get("latency_p50_ms") is not None:
+            met = p["latency_p50_ms"] <= bound
+            lines.append(
+                f"| 30 fps latency p50 ≤ encode + decode + 2 ms ({bound:.1f} ms; {p['chunk_size']} B chunks) "
+                f"| {p['latency_p50_ms']:.1f} ms | {'yes' if met else 'no'} |"
+            )
     return lines + [""]
 
 
@@ -603,10 +621,10 @@ def svg_chart(r):
     """Two panels: delivered fps and delivered fraction against injected loss."""
     loss = r["loss"]
     series = [
-        ("camstream", "#1f77b4", loss["camstream"]),
-        ("GStreamer", "#ff7f0e", loss["gstreamer"]),
+        (f"camstream ({DEFAULT_CHUNK} B chunks)", "#1f77b4", loss["camstream"]),
+        ("GStreamer (4 MiB udpsrc buffer)", "#ff7f0e", loss["gstreamer"]),
     ]
-    width, height = 880, 380
+    width, height = 880, 410
     panel_w, panel_h = 340, 250
     panels = [(70, "delivered fps", "delivered_fps"), (510, "delivered fraction", "delivered_fraction")]
     top = 70
@@ -644,7 +662,7 @@ def svg_chart(r):
             for x in runs:
                 out.append(f'<circle cx="{px(x["loss_percent"]):.1f}" cy="{py(x[key]):.1f}" r="4" fill="{colour}"/>')
     for i, (name, colour, _) in enumerate(series):
-        x = width / 2 - 110 + i * 140
+        x = width / 2 - 250 + i * 260
         out.append(f'<line x1="{x}" x2="{x + 24}" y1="{height - 16}" y2="{height - 16}" stroke="{colour}" stroke-width="3"/>')
         out.append(f'<text x="{x + 30}" y="{height - 12}">{name}</text>')
     out.append("</svg>")
@@ -666,6 +684,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each streaming run")
     ap.add_argument("--codec-seconds", type=float, default=2.0, help="per codec step")
+    ap.add_argument(
+        "--rounds", type=int, default=2,
+        help="interleaved rounds of the unpaced and paced runs; the best of each is reported",
+    )
     ap.add_argument("--sizes", default=",".join(size_name(s) for s in SIZES))
     ap.add_argument("--loss-size", default="1280x720")
     ap.add_argument("--no-sweep", action="store_true", help="skip the chunk-size sweep")
@@ -697,6 +719,7 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "quality": QUALITY,
         "clip_frames": CLIP_FRAMES,
         "load_before": os.getloadavg(),
@@ -719,15 +742,38 @@ def main():
             log(f"{name}: codec limit")
             entry = {"size": name, "codec": bench.codec_limit(clip)}
             log(f"{name}: {entry['codec']}")
-            entry["camstream"] = bench.camstream(f"camstream {name}", clip, secs)
-            entry["camstream_local"] = bench.camstream(
-                f"camstream {name} chunk {LOCAL_CHUNK}", clip, secs, chunk=LOCAL_CHUNK
-            )
-            entry["gstreamer"] = bench.gstreamer(f"gstreamer {name}", raw, size, secs)
-            entry["gstreamer_buffer"] = bench.gstreamer(
-                f"gstreamer {name} buffer", raw, size, secs, buffer_size=GST_BUFFER
-            )
-            entry["paced"] = bench.camstream(f"camstream {name} 30 fps", clip, secs, fps=30)
+            runs = {
+                "camstream": lambda r: bench.camstream(f"camstream {name} #{r}", clip, secs),
+                "camstream_local": lambda r: bench.camstream(
+                    f"camstream {name} chunk {LOCAL_CHUNK} #{r}", clip, secs, chunk=LOCAL_CHUNK
+                ),
+                "gstreamer": lambda r: bench.gstreamer(f"gstreamer {name} #{r}", raw, size, secs),
+                "gstreamer_buffer": lambda r: bench.gstreamer(
+                    f"gstreamer {name} buffer #{r}", raw, size, secs, buffer_size=GST_BUFFER
+                ),
+                "paced": lambda r: bench.camstream(f"camstream {name} 30 fps #{r}", clip, secs, fps=30),
+                "paced_local": lambda r: bench.camstream(
+                    f"camstream {name} 30 fps chunk {LOCAL_CHUNK} #{r}", clip, secs, fps=30,
+                    chunk=LOCAL_CHUNK,
+                ),
+            }
+            # Rounds interleave the pipelines, so that a busy spell on the machine falls on all
+            # of them; each keeps its least disturbed run (the most fps, or the lowest latency
+            # when paced), and the others stay in the JSON.
+            tried = {key: [] for key in runs}
+            for r in range(1, args.rounds + 1):
+                for key, run in runs.items():
+                    tried[key].append(run(r))
+            for key, results in tried.items():
+                if key.startswith("paced"):
+                    best = min(results, key=lambda x: x["latency_p50_ms"] or math.inf)
+                else:
+                    best = max(results, key=lambda x: x["delivered_fps"])
+                entry[key] = dict(best, rounds=[
+                    {k: x[k] for k in ("delivered_fps", "delivered_fraction", "cpu_ms_per_frame",
+                                       "latency_p50_ms", "other_cores") if k in x}
+                    for x in results
+                ])
             # Measured again after the streams: the limit is what the codec can do here, so
             # the faster of the two counts (a busy moment slows the codec, not the limit).
             entry["codec"] = best_codec(entry["codec"], bench.codec_limit(clip))

@@ -1,6 +1,7 @@
 //! The codec limit: how fast libjpeg-turbo alone encodes the frames of a y4m file from their
 //! I420 planes (as `cam-client --source FILE.y4m` does) and decodes the results into BGRX (as
-//! the viewer does; RGB too, for reference), in this process, one thread, no network.
+//! the viewer does; RGB, and I420 as GStreamer's `jpegdec` outputs, for reference), in this
+//! process, one thread, no network.
 //!
 //! codec_limit FILE.y4m [QUALITY] [SECONDS_PER_STEP]
 //!
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cam_client::encode::JpegEncoder;
 use cam_client::source::y4m::{FrameRead, Y4mReader};
-use turbojpeg::{Decompressor, Image, PixelFormat};
+use turbojpeg::{Decompressor, Image, PixelFormat, Subsamp, YuvImage};
 
 /// Distinct frames kept in memory.
 const MAX_FRAMES: usize = 16;
@@ -85,6 +86,22 @@ fn run() -> Result<()> {
     };
     let decode_bgrx = decode_as(PixelFormat::BGRX, 4)?;
     let decode_rgb = decode_as(PixelFormat::RGB, 3)?;
+    // What GStreamer's jpegdec outputs: planes, no chroma upsampling, no colour conversion.
+    let i420_len = turbojpeg::yuv_pixels_len(w, 1, h, Subsamp::Sub2x2)?;
+    let mut planes = vec![0u8; i420_len];
+    let mut i = 0;
+    let decode_i420 = median_call(step, || {
+        let jpeg = &jpegs[i % jpegs.len()];
+        i += 1;
+        let image = YuvImage {
+            pixels: &mut planes[..],
+            width: w,
+            align: 1,
+            height: h,
+            subsamp: Subsamp::Sub2x2,
+        };
+        decompressor.decompress_to_yuv(jpeg, image)
+    })?;
 
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let fps = |d: Duration| (10.0 / d.as_secs_f64()).round() / 10.0;
@@ -100,6 +117,7 @@ fn run() -> Result<()> {
             "encode_ms": ms(encode),
             "decode_bgrx_ms": ms(decode_bgrx),
             "decode_rgb_ms": ms(decode_rgb),
+            "decode_i420_ms": ms(decode_i420),
             "encode_fps": fps(encode),
             "decode_fps": fps(decode_bgrx),
             "limit_fps": fps(limit),

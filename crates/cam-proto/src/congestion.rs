@@ -48,7 +48,7 @@ pub struct RateController {
     /// Per-frame bottleneck estimates: a frame's bytes over the time its datagrams took
     /// beyond the propagation delay (a packet train measures the narrowest link).
     trains: VecDeque<(Instant, f64)>,
-    sent_chunks: VecDeque<(Instant, u32, u32)>,
+    sent_chunks: VecDeque<(Instant, u32, u32, u64)>,
     hold_until: Option<Instant>,
     last_growth: Option<Instant>,
     /// The filtered queue delay a little while ago: its trend tells a growing queue
@@ -181,23 +181,36 @@ impl RateController {
         }
     }
 
-    /// Chunks transmitted, and how many were reported missing, since the last call.
-    pub fn on_chunks(&mut self, now: Instant, sent: u32, lost: u32) {
-        self.sent_chunks.push_back((now, sent, lost));
+    /// Chunks transmitted (and their bytes), and how many were reported missing, since the
+    /// last call.
+    pub fn on_chunks(&mut self, now: Instant, sent: u32, lost: u32, bytes: u64) {
+        self.sent_chunks.push_back((now, sent, lost, bytes));
         while self
             .sent_chunks
             .front()
-            .is_some_and(|&(t, _, _)| now.saturating_duration_since(t) > DELIVERY_WINDOW)
+            .is_some_and(|&(t, ..)| now.saturating_duration_since(t) > DELIVERY_WINDOW)
         {
             self.sent_chunks.pop_front();
         }
+    }
+
+    /// What got through, judged from the sender's side: bytes sent over the last half second
+    /// less the share reported lost. The estimate of last resort, when frames are too large
+    /// for the link to complete any (so nothing is acknowledged to measure).
+    fn goodput_bps(&self, now: Instant) -> Option<f64> {
+        let (first, ..) = *self.sent_chunks.front()?;
+        let bytes: u64 = self.sent_chunks.iter().map(|&(.., b)| b).sum();
+        let span = now
+            .saturating_duration_since(first)
+            .max(DELIVERY_WINDOW / 4);
+        Some(bytes as f64 * 8.0 * (1.0 - self.loss_share()) / span.as_secs_f64())
     }
 
     fn loss_share(&self) -> f64 {
         let (sent, lost) = self
             .sent_chunks
             .iter()
-            .fold((0u64, 0u64), |(s, l), &(_, a, b)| {
+            .fold((0u64, 0u64), |(s, l), &(_, a, b, _)| {
                 (s + u64::from(a), l + u64::from(b))
             });
         if sent < 50 {
@@ -262,7 +275,9 @@ impl RateController {
     }
 
     fn decrease(&mut self, now: Instant, min_rtt: Duration, queue: Duration, loss: f64) {
-        let measured = self.measured_rate_bps(now);
+        let measured = self
+            .measured_rate_bps(now)
+            .or_else(|| self.goodput_bps(now));
         let factor = if loss > LOSS_CONGESTION {
             (1.0 - 0.5 * loss).min(0.85)
         } else {
@@ -355,7 +370,7 @@ mod tests {
         for i in 0..1000u32 {
             let now = t0 + i * 10 * MS;
             rc.on_frame_acked(now, 12_500, 50 * MS, false);
-            rc.on_chunks(now, 100, 20);
+            rc.on_chunks(now, 100, 20, 124_000);
             rc.on_rtt_sample(now, 40 * MS);
         }
         let target = rc.target_bps().unwrap_or(f64::INFINITY);
@@ -390,7 +405,7 @@ mod tests {
             for i in 0..100u32 {
                 let now = t0 + i * 10 * MS;
                 rc.on_frame_acked(now, 12_500, 41 * MS, true);
-                rc.on_chunks(now, 100, lost_per_100);
+                rc.on_chunks(now, 100, lost_per_100, 124_000);
                 rc.on_rtt_sample(now, 40 * MS);
             }
             rc.target_bps()

@@ -188,6 +188,7 @@ pub struct Sender {
     next_send_at: Option<Instant>,
     chunks_sent: u32,
     chunks_reported_lost: u32,
+    bytes_since_ack: u64,
     largest_acked_pn: Option<u64>,
     sent_times: VecDeque<Instant>,
     sent_times_base: u64,
@@ -218,6 +219,7 @@ impl Sender {
             next_send_at: None,
             chunks_sent: 0,
             chunks_reported_lost: 0,
+            bytes_since_ack: 0,
             largest_acked_pn: None,
             sent_times: VecDeque::new(),
             sent_times_base: 0,
@@ -432,9 +434,14 @@ impl Sender {
         };
         self.stats.acks_received += 1;
         self.take_rtt_sample(now, &ack);
-        self.controller
-            .on_chunks(now, self.chunks_sent, self.chunks_reported_lost);
+        self.controller.on_chunks(
+            now,
+            self.chunks_sent,
+            self.chunks_reported_lost,
+            self.bytes_since_ack,
+        );
         self.chunks_sent = 0;
+        self.bytes_since_ack = 0;
         self.chunks_reported_lost = 0;
         let seq = datagram.common.frame_seq;
         self.update_credit(seq, ack.window);
@@ -762,6 +769,7 @@ impl Sender {
         }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
+        self.bytes_since_ack += buf.len() as u64;
         if let Some(rate) = pacing {
             // Credit for idle time is capped at one burst, so pauses do not turn into bursts.
             let base = self

@@ -146,3 +146,24 @@ fn rate_drop_to_a_third_and_back_is_followed() {
     assert!(took <= Duration::from_secs(10), "{took:?}");
     pair.assert_delivered_exact();
 }
+
+/// A link too slow for even one full-size frame to get through its queue: nothing is ever
+/// acknowledged to measure, yet the sender must find the rate (from what it sent and what
+/// was reported lost) and shrink the picture until frames flow.
+#[test]
+fn a_720p_stream_finds_a_link_too_slow_for_its_first_frames() {
+    for rtt_ms in [50u64, 200] {
+        let one_way = Duration::from_millis(rtt_ms / 2);
+        let mut pair = bottleneck_pair(one_way, 5_000_000);
+        pair.run_for(Duration::from_secs(12));
+        let (fps, p50, _) = pair.window_stats(Duration::from_secs(6), Duration::from_secs(12));
+        eprintln!(
+            "5 Mbit/s, rtt {rtt_ms} ms: {fps:.1} fps, p50 {p50:?}, settings {:?}, target {:?}",
+            pair.settings(),
+            pair.sender.target_rate_bps()
+        );
+        assert!(pair.sender.target_rate_bps().is_some(), "no rate found");
+        assert!(fps >= 15.0, "{fps:.1} fps at {rtt_ms} ms");
+        pair.assert_delivered_exact();
+    }
+}
