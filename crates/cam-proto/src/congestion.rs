@@ -24,10 +24,13 @@ const GROWTH_PER_SECOND: f64 = 2.0;
 const DECREASE_HOLD_MIN: Duration = Duration::from_millis(200);
 /// Loss share that can count as congestion (random loss below it is repaired, not obeyed).
 const LOSS_CONGESTION: f64 = 0.10;
-/// Above `LOSS_CONGESTION`, loss counts only when it is this many times the link's usual
+/// Above `LOSS_CONGESTION`, loss counts only when it stands this far above the link's usual
 /// loss: a lossy Wi-Fi link loses steadily whatever we send, a full queue loses more the
-/// more we send. (A growing queue counts whatever the loss.)
-const LOSS_RISE: f64 = 1.5;
+/// more we send. An absolute margin, because a share measured on a few hundred chunks
+/// wanders by several points on its own. (A growing queue counts whatever the loss.)
+const LOSS_RISE: f64 = 0.10;
+/// Fewest chunks in the window for a loss share to mean anything.
+const LOSS_MIN_SAMPLE: u64 = 100;
 /// How slowly the usual loss follows the measured loss (per evaluation).
 const LOSS_BASELINE_WEIGHT: f64 = 0.02;
 /// The target never grows past this multiple of the rate actually measured: a stream that
@@ -213,7 +216,7 @@ impl RateController {
             .fold((0u64, 0u64), |(s, l), &(_, a, b, _)| {
                 (s + u64::from(a), l + u64::from(b))
             });
-        if sent < 50 {
+        if sent < LOSS_MIN_SAMPLE {
             0.0
         } else {
             (lost as f64 / sent as f64).min(1.0)
@@ -244,7 +247,7 @@ impl RateController {
         let threshold = QUEUE_THRESHOLD + min_rtt / 5;
         let loss = self.loss_share();
         let loss_congested = loss > LOSS_CONGESTION
-            && (loss > self.loss_baseline * LOSS_RISE || queue > threshold / 2);
+            && (loss > self.loss_baseline + LOSS_RISE || queue > threshold / 2);
         if loss_congested || (queue > threshold && growing) {
             self.decrease(now, min_rtt, queue, loss);
         } else if queue > threshold / 2 {
