@@ -510,7 +510,7 @@ impl Receiver {
         }
         self.stream = Some(Stream::new(id, remote, now));
         self.stats.streams_started += 1;
-        log::info!("serving stream {id:08x} from {remote}");
+        log::debug!("serving stream {id:08x} from {remote}");
         self.events.push_back(ReceiverEvent::StreamStarted {
             stream_id: id,
             remote,
