@@ -20,7 +20,8 @@ from gst-launch), then measures:
   4. camstream paced at 30 fps: latency p50/p99;
   5. delivered fps and fraction at 0, 1, 5 and 10% loss for both, through the same lossy relay
      (crates/cam-viewer/examples/relay.rs) so that both see the same loss model;
-  plus a chunk-size sweep on loopback and, when both programs have --key-file, keyed mode.
+  plus a chunk-size sweep on loopback and, when both programs have --key-file, keyed mode
+  against plain at 1280x720 (--keyed-rounds pairs, alternating which goes first).
 The unpaced and paced runs go in interleaved rounds (--rounds, default 2) and each pipeline keeps
 its least disturbed run; the codec limit is the faster of a measurement before and one after.
 
@@ -194,6 +195,49 @@ class Bench:
             check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # -- keyed mode against plain -----------------------------------------------------------
+
+    def keyed(self, clip, seconds, key, rounds):
+        """Plain and keyed runs back to back, in `rounds` rounds that alternate which goes
+        first, at both chunk sizes. A slow spell of the machine then hits one pair, not one
+        mode, and the median of the per-round keyed/plain ratios is what the report gives."""
+        chunks = [DEFAULT_CHUNK, LOCAL_CHUNK]
+        pairs = {c: [] for c in chunks}
+        for r in range(1, rounds + 1):
+            for chunk in chunks:
+                order = [False, True] if r % 2 else [True, False]
+                got = {}
+                for with_key in order:
+                    mode = "keyed" if with_key else "plain"
+                    got[mode] = self.camstream(
+                        f"camstream 1280x720 chunk {chunk} {mode} #{r}", clip, seconds,
+                        chunk=chunk, key=key if with_key else None,
+                    )
+                pairs[chunk].append({m: slim(x) for m, x in got.items()})
+        out = {"available": True, "size": "1280x720", "rounds": rounds, "by_chunk": []}
+        for chunk in chunks:
+            ps = pairs[chunk]
+            fps_ratios = [p["keyed"]["delivered_fps"] / p["plain"]["delivered_fps"]
+                          for p in ps if p["plain"]["delivered_fps"]]
+            cpu_ratios = [p["keyed"]["cpu_ms_per_frame"] / p["plain"]["cpu_ms_per_frame"]
+                          for p in ps if p["keyed"]["cpu_ms_per_frame"] and p["plain"]["cpu_ms_per_frame"]]
+            med = lambda mode, k: median([p[mode][k] for p in ps if p[mode][k] is not None])
+            entry = {
+                "chunk_size": chunk,
+                "plain_fps": med("plain", "delivered_fps"),
+                "keyed_fps": med("keyed", "delivered_fps"),
+                "plain_cpu_ms_per_frame": med("plain", "cpu_ms_per_frame"),
+                "keyed_cpu_ms_per_frame": med("keyed", "cpu_ms_per_frame"),
+                "fps_ratio": median(fps_ratios),
+                "cpu_ratio": median(cpu_ratios),
+                "plain_delivered_fraction": min(p["plain"]["delivered_fraction"] for p in ps),
+                "keyed_delivered_fraction": min(p["keyed"]["delivered_fraction"] for p in ps),
+                "pairs": ps,
+            }
+            log(f"keyed, chunk {chunk}: fps ratio {entry['fps_ratio']}, CPU ratio {entry['cpu_ratio']}")
+            out["by_chunk"].append(entry)
+        return out
 
     # -- 2/4/5. camstream ----------------------------------------------------------------
 
@@ -417,6 +461,20 @@ def has_flag(binary, flag):
 # -- report ---------------------------------------------------------------------------------
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def slim(run):
+    """What the report keeps of a run that is one of several."""
+    return {k: run[k] for k in ("delivered_fps", "delivered_fraction", "cpu_ms_per_frame",
+                                "latency_p50_ms", "other_cores") if k in run}
+
+
 def fmt(v, digits=1, suffix=""):
     if v is None:
         return "–"
@@ -562,16 +620,27 @@ def markdown(r):
         lines.append("")
     k = r.get("keyed")
     lines += ["## Keyed mode (1280x720, unpaced)", ""]
-    if k and k.get("available"):
+    if k and k.get("available") and k.get("by_chunk"):
         lines += [
-            "| mode | delivered fps | CPU ms/frame | other |",
-            "|---|---:|---:|---:|",
-            f"| plain | {fmt(k['plain']['delivered_fps'])} | {fmt(k['plain']['cpu_ms_per_frame'], 2)} | {fmt(k['plain']['other_cores'], 2)} |",
-            f"| keyed (--key-file) | {fmt(k['keyed']['delivered_fps'])} | {fmt(k['keyed']['cpu_ms_per_frame'], 2)} | {fmt(k['keyed']['other_cores'], 2)} |",
+            f"{k['rounds']} rounds; in each, a plain and a keyed run back to back (which goes first "
+            "alternates), at each chunk size. Medians of the runs, and the median of the rounds' "
+            "keyed/plain ratios, so that a slow spell of the machine falls on one pair, not on one mode.",
             "",
+            "| chunk bytes | plain fps | keyed fps | keyed/plain fps | plain CPU ms/frame | keyed CPU ms/frame | keyed/plain CPU | rounds: keyed/plain fps |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
+        for e in k["by_chunk"]:
+            per_round = ", ".join(
+                f"{fmt(p['keyed']['delivered_fps'])}/{fmt(p['plain']['delivered_fps'])}" for p in e["pairs"]
+            )
+            lines.append(
+                f"| {e['chunk_size']} | {fmt(e['plain_fps'])} | {fmt(e['keyed_fps'])} | {fmt(e['fps_ratio'], 2)} "
+                f"| {fmt(e['plain_cpu_ms_per_frame'], 2)} | {fmt(e['keyed_cpu_ms_per_frame'], 2)} "
+                f"| {fmt(e['cpu_ratio'], 2)} | {per_round} |"
+            )
+        lines.append("")
     else:
-        lines += ["Keyed mode: not yet available (the programs have no `--key-file`).", ""]
+        lines += ["Keyed mode: not measured (the programs have no `--key-file`, or `--gen-key` failed).", ""]
     lines += targets_section(r)
     return "\n".join(lines) + "\n"
 
@@ -606,6 +675,13 @@ def targets_section(r):
     five = next((x for x in r["loss"]["camstream"] if x["loss_percent"] == 5), None)
     if five and r["loss"]["size"] == "1280x720":
         lines.append(f"| ≥ 99% delivered at 5% loss | {five['delivered_fraction']:.2%} | {'yes' if five['delivered_fraction'] >= 0.99 else 'no'} |")
+    k = r.get("keyed") or {}
+    for e in k.get("by_chunk", []):
+        if e["fps_ratio"] is not None:
+            lines.append(
+                f"| keyed fps ≥ 90% of plain (median of {k['rounds']} paired rounds, {e['chunk_size']} B chunks) "
+                f"| {e['fps_ratio']:.2f}× | {'yes' if e['fps_ratio'] >= 0.9 else 'no'} |"
+            )
     bound = codec["encode_ms"] + codec["decode_bgrx_ms"] + 2
     for p in [s.get("paced_local"), s["paced"]]:
         if p and p.get("latency_p50_ms") is not None:
@@ -687,6 +763,10 @@ def main():
     ap.add_argument(
         "--rounds", type=int, default=2,
         help="interleaved rounds of the unpaced and paced runs; the best of each is reported",
+    )
+    ap.add_argument(
+        "--keyed-rounds", type=int, default=5,
+        help="rounds of plain/keyed pairs at 1280x720; the median of their ratios is reported",
     )
     ap.add_argument("--sizes", default=",".join(size_name(s) for s in SIZES))
     ap.add_argument("--loss-size", default="1280x720")
@@ -811,12 +891,7 @@ def main():
                 [bench.bins / "cam-client", "--gen-key", key], capture_output=True, text=True
             )
             if gen.returncode == 0 and key.exists():
-                clip = clips[(1280, 720)][0]
-                keyed = {
-                    "available": True,
-                    "plain": bench.camstream("camstream 1280x720 plain", clip, secs, chunk=LOCAL_CHUNK),
-                    "keyed": bench.camstream("camstream 1280x720 keyed", clip, secs, chunk=LOCAL_CHUNK, key=key),
-                }
+                keyed = bench.keyed(clips[(1280, 720)][0], secs, key, args.keyed_rounds)
             else:
                 log(f"--gen-key failed: {gen.stderr.strip()}")
         result["keyed"] = keyed

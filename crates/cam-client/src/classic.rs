@@ -239,6 +239,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         height: config.source_options.height,
         stream_id: "classic".into(),
         keyed: false,
+        aead: None,
     };
     Ok((summary, ok))
 }

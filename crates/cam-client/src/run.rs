@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cam_proto::adapt::{AdaptConfig, Adapter, Settings};
+use cam_proto::secure::Aead;
 use cam_proto::sender::{Sender, SenderConfig, SenderEvent};
 use cam_proto::sim::Link;
 use crossbeam_channel::{bounded, never, select, Receiver};
@@ -53,6 +54,8 @@ pub struct Summary {
     pub stream_id: String,
     /// Keyed mode (`--key-file`): every datagram sealed, after a handshake.
     pub keyed: bool,
+    /// Keyed mode: the AEAD the viewer chose ("aes-256-gcm" or "chacha20-poly1305").
+    pub aead: Option<&'static str>,
 }
 
 /// Runs until the frame count, the duration, Ctrl-C or a fatal error. Returns the summary
@@ -263,6 +266,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         height: size_now.1,
         stream_id: format!("{stream_id:08x}"),
         keyed: sender.is_keyed(),
+        aead: sender.aead().map(Aead::name),
     };
     Ok((summary, ok))
 }

@@ -199,5 +199,40 @@ fn send(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, assemble, ack, send);
+/// Keyed mode's cost per chunk datagram, for each AEAD a handshake can choose.
+fn seal_open(c: &mut Criterion) {
+    use cam_proto::secure::{answer_hello, AeadSet, ClientHandshake, HelloKey, Psk};
+    use cam_proto::wire::HandshakeDatagram;
+    let datagram = frame_datagrams(&frame_bytes()).swap_remove(1);
+    let mut group = c.benchmark_group("keyed");
+    group.throughput(Throughput::Bytes(datagram.len() as u64));
+    for offer in [AeadSet::AES_256_GCM, AeadSet::CHACHA20_POLY1305] {
+        let psk = Psk::from_bytes([7; 32]);
+        let rng = ring::rand::SystemRandom::new();
+        let client = ClientHandshake::start(&rng, 0, offer).unwrap();
+        let mut hello = Vec::new();
+        client.emit_hello(&HelloKey::new(&psk), 7, 0, &mut hello);
+        let hello = HandshakeDatagram::parse(&hello).unwrap();
+        let viewer = answer_hello(&psk, &rng, &hello, 0, offer).unwrap();
+        let reply = HandshakeDatagram::parse(viewer.reply()).unwrap();
+        let client = client.finish(&psk, viewer.reply(), &reply).unwrap();
+        let name = client.aead().name();
+        let mut buf = Vec::with_capacity(datagram.len() + 16);
+        group.bench_function(format!("seal_chunk_1200/{name}"), |b| {
+            b.iter(|| {
+                buf.clone_from(&datagram);
+                client.seal(black_box(&mut buf)).unwrap();
+            })
+        });
+        let mut sealed = datagram.clone();
+        client.seal(&mut sealed).unwrap();
+        let mut out = Vec::with_capacity(datagram.len());
+        group.bench_function(format!("open_chunk_1200/{name}"), |b| {
+            b.iter(|| viewer.open(black_box(&sealed), &mut out).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse, assemble, ack, send, seal_open);
 criterion_main!(benches);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::assembler::{Accepted, FrameAssembly};
-use crate::secure::{Psk, SecureError, ViewerKeys, ViewerOpened};
+use crate::secure::{Aead, AeadSet, Psk, SecureError, ViewerKeys, ViewerOpened};
 use crate::seq::{seq_distance, seq_newer};
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, CommonRepr, Datagram, HeaderRepr, Kind, MissingRange,
@@ -44,6 +44,8 @@ pub struct ReceiverConfig {
     pub frame_timeout: Duration,
     /// Keyed mode: only sealed datagrams of a session set up with this key are taken.
     pub psk: Option<Psk>,
+    /// Keyed mode: the AEADs accepted (what this machine runs fast, by default).
+    pub aeads: AeadSet,
 }
 
 impl Default for ReceiverConfig {
@@ -55,6 +57,7 @@ impl Default for ReceiverConfig {
             stall_after: Duration::from_secs(1),
             frame_timeout: Duration::from_secs(2),
             psk: None,
+            aeads: AeadSet::fast_here(),
         }
     }
 }
@@ -109,6 +112,8 @@ pub enum Refused {
     NoKey,
     #[error("replayed: packet number already seen or too old")]
     Replayed,
+    #[error("a HELLO with this viewer's key, offering no AEAD this viewer accepts")]
+    NoCommonAead,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -256,6 +261,7 @@ impl From<SecureError> for Refused {
             SecureError::Unauthenticated | SecureError::CounterExhausted | SecureError::Random => {
                 Refused::Unauthenticated
             }
+            SecureError::NoCommonAead => Refused::NoCommonAead,
         }
     }
 }
@@ -263,7 +269,10 @@ impl From<SecureError> for Refused {
 impl Receiver {
     pub fn new(config: ReceiverConfig) -> Receiver {
         let credit = u16::try_from(config.max_in_flight).unwrap_or(u16::MAX);
-        let keys = config.psk.clone().map(ViewerKeys::new);
+        let keys = config
+            .psk
+            .clone()
+            .map(|psk| ViewerKeys::with_aeads(psk, config.aeads));
         Receiver {
             config,
             stream: None,
@@ -280,6 +289,11 @@ impl Receiver {
     /// Keyed mode: sealed datagrams of authenticated sessions only.
     pub fn is_keyed(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// Keyed mode: the AEAD of the served stream's session.
+    pub fn aead(&self) -> Option<Aead> {
+        self.keys.as_ref().and_then(ViewerKeys::aead)
     }
 
     pub fn stats(&self) -> &ReceiverStats {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::congestion::RateController;
 use crate::rtt::RttEstimator;
-use crate::secure::{ClientKeys, ClientOpened, Psk, SecureError};
+use crate::secure::{Aead, AeadSet, ClientKeys, ClientOpened, Psk, SecureError};
 use crate::seq::seq_newer;
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
@@ -44,6 +44,8 @@ pub struct SenderConfig {
     pub pacing: bool,
     /// Keyed mode: handshake first, then every datagram sealed (see `crate::secure`).
     pub psk: Option<Psk>,
+    /// Keyed mode: the AEADs offered (what this machine runs fast, by default).
+    pub aeads: AeadSet,
 }
 
 impl Default for SenderConfig {
@@ -57,6 +59,7 @@ impl Default for SenderConfig {
             initial_rtt: Duration::from_millis(100),
             pacing: true,
             psk: None,
+            aeads: AeadSet::fast_here(),
         }
     }
 }
@@ -203,7 +206,10 @@ pub struct Sender {
 impl Sender {
     pub fn new(stream_id: u32, first_seq: u32, config: SenderConfig) -> Sender {
         let rtt = RttEstimator::new(config.initial_rtt);
-        let keys = config.psk.clone().map(ClientKeys::new);
+        let keys = config
+            .psk
+            .clone()
+            .map(|psk| ClientKeys::with_aeads(psk, config.aeads));
         Sender {
             config,
             stream_id,
@@ -233,6 +239,11 @@ impl Sender {
     /// Keyed mode: a handshake first, then everything sealed.
     pub fn is_keyed(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// Keyed mode: the AEAD the current session uses.
+    pub fn aead(&self) -> Option<Aead> {
+        self.keys.as_ref().and_then(ClientKeys::aead)
     }
 
     /// Keyed mode: a session with the viewer is up (always true without a key).

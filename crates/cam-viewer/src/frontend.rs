@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use cam_proto::classic::{ClassicConfig, ClassicEvent, ClassicReceiver, ClassicStats, GiveUp};
 use cam_proto::receiver::{CompleteFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats};
+use cam_proto::secure::Aead;
 use clap::ValueEnum;
 
 use crate::worker::canonical;
@@ -36,6 +37,10 @@ pub trait FrontEnd: Send + std::fmt::Debug {
     fn stats(&self) -> &ReceiverStats;
     /// The stream (or classic sender) being served.
     fn current_stream(&self) -> Option<(u32, SocketAddr)>;
+    /// Keyed mode: the AEAD of the served stream's session.
+    fn aead(&self) -> Option<Aead> {
+        None
+    }
 }
 
 /// The state machine for `protocol`.
@@ -74,6 +79,9 @@ impl FrontEnd for Receiver {
     }
     fn current_stream(&self) -> Option<(u32, SocketAddr)> {
         Receiver::current_stream(self)
+    }
+    fn aead(&self) -> Option<Aead> {
+        Receiver::aead(self)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Summary {
     pub datagrams_replayed: u64,
     /// Keyed mode (`--key-file`).
     pub keyed: bool,
+    /// Keyed mode: the AEAD of the last stream's session.
+    pub aead: Option<&'static str>,
     pub datagrams_duplicate: u64,
     pub crc_failures: u64,
     pub bytes_received: u64,
@@ -78,6 +80,7 @@ impl Summary {
             datagrams_unauthenticated: s.datagrams_unauthenticated,
             datagrams_replayed: s.datagrams_replayed,
             keyed: report.keyed,
+            aead: report.aead,
             datagrams_duplicate: s.datagrams_duplicate,
             crc_failures: s.crc_failures,
             bytes_received: s.bytes_received,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cam_proto::receiver::{ReceiverConfig, ReceiverEvent, ReceiverStats};
+use cam_proto::secure::Aead;
 use cam_proto::sim::{Impairment, Link};
 use crossbeam_channel::{Sender as ChannelSender, TrySendError};
 
@@ -60,6 +61,8 @@ pub struct WorkerReport {
     pub last_frame_at: Option<Instant>,
     /// Keyed mode (`--key-file`).
     pub keyed: bool,
+    /// Keyed mode: the AEAD of the last stream's session.
+    pub aead: Option<&'static str>,
 }
 
 pub fn spawn(
@@ -162,6 +165,7 @@ impl Worker {
             }
         }
         self.report.stats = self.receiver.stats().clone();
+        self.report.aead = self.receiver.aead().map(Aead::name);
         Ok(self.report)
     }
 
@@ -261,13 +265,18 @@ impl Worker {
                     {
                         log::warn!("{line}");
                     }
+                    let sealed = self
+                        .receiver
+                        .aead()
+                        .map(|a| format!(", encrypted ({a})"))
+                        .unwrap_or_default();
                     match replaced {
                         Some(old) => log::info!(
-                            "switched to stream {stream_id:08x} from {} (was {old:08x})",
+                            "switched to stream {stream_id:08x} from {} (was {old:08x}){sealed}",
                             canonical(remote)
                         ),
                         None => log::info!(
-                            "receiving stream {stream_id:08x} from {}",
+                            "receiving stream {stream_id:08x} from {}{sealed}",
                             canonical(remote)
                         ),
                     }

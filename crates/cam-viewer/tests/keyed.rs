@@ -64,6 +64,8 @@ struct KeyedRun {
     viewer: Proc,
     port: u16,
     relay: Relay,
+    /// The AEAD the client's summary names.
+    aead: String,
 }
 
 impl KeyedRun {
@@ -97,13 +99,19 @@ impl KeyedRun {
             viewer,
             port,
             relay,
+            aead: String::new(),
         };
         let mut client = run.client(run.relay.addr.port(), frames);
         let (status, c) = client.summary(PATIENCE);
         assert!(status.success(), "keyed client failed: {}", client.stderr());
         assert_eq!(c["keyed"], true, "{c}");
         assert_eq!(u(&c, "frames_acked"), u64::from(frames), "{c}");
-        run
+        let aead = c["aead"].as_str().unwrap_or_default().to_string();
+        assert!(
+            ["aes-256-gcm", "chacha20-poly1305"].contains(&aead.as_str()),
+            "{c}"
+        );
+        KeyedRun { aead, ..run }
     }
 
     fn client(&self, port: u16, frames: u32) -> Proc {
@@ -191,6 +199,7 @@ fn keyed_stream_is_private_on_the_wire_and_exact_on_arrival() {
     let (status, v) = viewer.summary(PATIENCE);
     assert!(status.success(), "{}", viewer.stderr());
     assert_eq!(v["keyed"], true, "{v}");
+    assert_eq!(v["aead"], run.aead.as_str(), "both ends name the same AEAD");
     assert_eq!(u(&v, "frames_saved"), 15);
     assert_eq!(u(&v, "datagrams_invalid"), 0, "{v}");
     let saved = saved_frames(out.path());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ring::rand::SystemRandom;
 
-use super::{ClientHandshake, HelloKey, Psk, SecureError, Session};
+use super::{Aead, AeadSet, ClientHandshake, HelloKey, Psk, SecureError, Session};
 use crate::sender::probe_interval;
 use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, FLAG_SEALED};
 
@@ -30,6 +30,7 @@ pub enum ClientOpened {
 pub struct ClientKeys {
     psk: Psk,
     hello_key: HelloKey,
+    offer: AeadSet,
     rng: SystemRandom,
     handshake: Option<ClientHandshake>,
     next_number: u32,
@@ -46,12 +47,18 @@ pub struct ClientKeys {
 }
 
 impl ClientKeys {
-    /// Keyed state whose first HELLO is due at once.
+    /// Keyed state whose first HELLO is due at once, offering what this machine runs fast.
     pub fn new(psk: Psk) -> ClientKeys {
+        ClientKeys::with_aeads(psk, AeadSet::fast_here())
+    }
+
+    /// Keyed state whose HELLOs offer the AEADs in `offer`.
+    pub fn with_aeads(psk: Psk, offer: AeadSet) -> ClientKeys {
         let hello_key = HelloKey::new(&psk);
         let mut keys = ClientKeys {
             psk,
             hello_key,
+            offer,
             rng: SystemRandom::new(),
             handshake: None,
             next_number: 0,
@@ -73,12 +80,17 @@ impl ClientKeys {
         self.current.is_some()
     }
 
+    /// The AEAD of the current session.
+    pub fn aead(&self) -> Option<Aead> {
+        self.current.as_ref().map(Session::aead)
+    }
+
     pub fn handshake_in_progress(&self) -> bool {
         self.handshake.is_some()
     }
 
     fn start_handshake(&mut self) {
-        match ClientHandshake::start(&self.rng, self.next_number) {
+        match ClientHandshake::start(&self.rng, self.next_number, self.offer) {
             Ok(h) => {
                 log::debug!("starting handshake {}", self.next_number);
                 self.next_number = self.next_number.wrapping_add(1);
@@ -219,12 +231,17 @@ impl ClientKeys {
         match handshake.finish(&self.psk, bytes, &reply) {
             Ok(session) => {
                 let rekey = self.current.is_some();
+                let aead = session.aead();
+                if rekey {
+                    log::debug!("new handshake complete ({aead})");
+                } else {
+                    log::info!("keyed session with the viewer up ({aead})");
+                }
                 self.previous = self.current.replace(session);
                 self.last_heard = Some(now);
                 self.hello_due = false;
                 self.hello_at = None;
                 self.handshakes += 1;
-                log::debug!("handshake complete (session {})", self.handshakes);
                 Ok(ClientOpened::Established { rekey })
             }
             Err(e) => {

@@ -1,20 +1,22 @@
 //! The handshake, in the spirit of Noise's NNpsk0 built from `ring`'s parts:
 //!
-//! - HELLO (client → viewer): the client's ephemeral X25519 public key, with an HMAC keyed
-//!   by `HKDF(PSK, "camstream v1 hello")`: only a holder of the key can start a session.
-//! - HELLO_REPLY (viewer → client): the viewer's ephemeral public key, with an HMAC keyed by
-//!   the new session's confirmation key: only a holder of the key that also did the
-//!   Diffie-Hellman with this HELLO's key can make it.
+//! - HELLO (client → viewer): the client's ephemeral X25519 public key and the AEADs it
+//!   offers, with an HMAC keyed by `HKDF(PSK, "camstream v1 hello")`: only a holder of the
+//!   key can start a session.
+//! - HELLO_REPLY (viewer → client): the viewer's ephemeral public key and the AEAD it chose,
+//!   with an HMAC keyed by the new session's confirmation key: only a holder of the key that
+//!   also did the Diffie-Hellman with this HELLO's key can make it.
 //! - Session keys: `PRK = HKDF-Extract(salt = PSK, dh ‖ client_pub ‖ viewer_pub)`, expanded
-//!   (with the stream id in the info) to a client-to-viewer key, a viewer-to-client key and
-//!   the confirmation key. Fresh ephemerals on both sides give forward secrecy.
+//!   (with the stream id and the chosen AEAD in the info) to a client-to-viewer key, a
+//!   viewer-to-client key and the confirmation key. Fresh ephemerals on both sides give
+//!   forward secrecy.
 
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::hkdf::{Salt, HKDF_SHA256};
 use ring::hmac;
 use ring::rand::SecureRandom;
 
-use super::{Psk, Role, SecureError, Session, AEAD};
+use super::{Aead, AeadSet, Psk, Role, SecureError, Session};
 use crate::wire::{CommonRepr, HandshakeDatagram, Kind, MAC_LEN, PUBLIC_KEY_LEN};
 use ring::aead::{LessSafeKey, UnboundKey};
 
@@ -73,6 +75,7 @@ struct Derived {
 fn derive(
     psk: &Psk,
     stream_id: u32,
+    aead: Aead,
     dh: &[u8],
     client_public: &[u8; PUBLIC_KEY_LEN],
     viewer_public: &[u8; PUBLIC_KEY_LEN],
@@ -86,14 +89,15 @@ fn derive(
     ikm[64..].copy_from_slice(viewer_public);
     let prk = Salt::new(HKDF_SHA256, psk.as_bytes()).extract(&ikm);
     let id = stream_id.to_be_bytes();
+    let chosen = [aead.bit()];
     let aead_key = |info: &[u8]| -> Result<LessSafeKey, SecureError> {
-        let info = [info, &id[..]];
+        let info = [info, &id[..], &chosen[..]];
         let okm = prk
-            .expand(&info, AEAD)
+            .expand(&info, aead.algorithm())
             .map_err(|_| SecureError::Unauthenticated)?;
         Ok(LessSafeKey::new(UnboundKey::from(okm)))
     };
-    let confirm_info = [CONFIRM_INFO, &id[..]];
+    let confirm_info = [CONFIRM_INFO, &id[..], &chosen[..]];
     let confirm = prk
         .expand(&confirm_info, hmac::HMAC_SHA256)
         .map(hmac::Key::from)
@@ -122,6 +126,7 @@ pub struct ClientHandshake {
     private: EphemeralPrivateKey,
     public: [u8; PUBLIC_KEY_LEN],
     number: u32,
+    offer: AeadSet,
 }
 
 impl std::fmt::Debug for ClientHandshake {
@@ -133,8 +138,13 @@ impl std::fmt::Debug for ClientHandshake {
 }
 
 impl ClientHandshake {
-    /// A fresh ephemeral key for handshake number `number` of this stream.
-    pub fn start(rng: &dyn SecureRandom, number: u32) -> Result<ClientHandshake, SecureError> {
+    /// A fresh ephemeral key for handshake number `number` of this stream, offering the
+    /// AEADs in `offer` (`AeadSet::fast_here()` unless a test says otherwise).
+    pub fn start(
+        rng: &dyn SecureRandom,
+        number: u32,
+        offer: AeadSet,
+    ) -> Result<ClientHandshake, SecureError> {
         let private =
             EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| SecureError::Random)?;
         let public = public_bytes(&private)?;
@@ -142,6 +152,7 @@ impl ClientHandshake {
             private,
             public,
             number,
+            offer,
         })
     }
 
@@ -164,6 +175,7 @@ impl ClientHandshake {
         HandshakeDatagram::emit_with_mac(
             common,
             self.public,
+            self.offer.bits(),
             |input| truncated_mac(&key.0, input),
             buf,
         );
@@ -188,9 +200,14 @@ impl ClientHandshake {
     ) -> Result<Session, SecureError> {
         let viewer_public = reply.hello.public;
         let stream_id = reply.common.stream_id;
+        // A reply can only name one AEAD, and one this client offered; the MAC below then
+        // proves that the viewer chose it (nobody on the path can change the choice).
+        let aead = Aead::from_bit(reply.hello.aead)
+            .filter(|&a| self.offer.contains(a))
+            .ok_or(SecureError::Unauthenticated)?;
         let peer = UnparsedPublicKey::new(&X25519, viewer_public);
         let derived = agreement::agree_ephemeral(self.private, &peer, |dh| {
-            derive(psk, stream_id, dh, &self.public, &viewer_public)
+            derive(psk, stream_id, aead, dh, &self.public, &viewer_public)
         })
         .map_err(|_| SecureError::Unauthenticated)??;
         let input = HandshakeDatagram::mac_input(bytes).ok_or(SecureError::Unauthenticated)?;
@@ -201,6 +218,7 @@ impl ClientHandshake {
         }
         let mut session = Session::new(
             Role::Client,
+            aead,
             derived.c2v,
             derived.v2c,
             self.public,
@@ -212,21 +230,26 @@ impl ClientHandshake {
     }
 }
 
-/// The viewer's answer to a HELLO whose MAC `HelloKey::verify` accepted: a fresh ephemeral
-/// key, the session, and the HELLO_REPLY (with packet number `pn`) kept in it.
+/// The viewer's answer to a HELLO whose MAC `HelloKey::verify` accepted: the AEAD chosen
+/// from the offer (of those in `accept`), a fresh ephemeral key, the session, and the
+/// HELLO_REPLY (with packet number `pn`) kept in it.
 pub fn answer_hello(
     psk: &Psk,
     rng: &dyn SecureRandom,
     hello: &HandshakeDatagram,
     pn: u64,
+    accept: AeadSet,
 ) -> Result<Session, SecureError> {
+    let aead = accept
+        .choose(AeadSet::from_bits(hello.hello.aead))
+        .ok_or(SecureError::NoCommonAead)?;
     let private = EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| SecureError::Random)?;
     let viewer_public = public_bytes(&private)?;
     let client_public = hello.hello.public;
     let stream_id = hello.common.stream_id;
     let peer = UnparsedPublicKey::new(&X25519, client_public);
     let derived = agreement::agree_ephemeral(private, &peer, |dh| {
-        derive(psk, stream_id, dh, &client_public, &viewer_public)
+        derive(psk, stream_id, aead, dh, &client_public, &viewer_public)
     })
     .map_err(|_| SecureError::Unauthenticated)??;
     let common = CommonRepr {
@@ -239,11 +262,13 @@ pub fn answer_hello(
     HandshakeDatagram::emit_with_mac(
         common,
         viewer_public,
+        aead.bit(),
         |input| truncated_mac(&derived.confirm, input),
         &mut reply,
     );
     let mut session = Session::new(
         Role::Viewer,
+        aead,
         derived.c2v,
         derived.v2c,
         client_public,
@@ -261,8 +286,17 @@ mod tests {
     use ring::rand::SystemRandom;
 
     fn handshake(client_psk: &Psk, viewer_psk: &Psk) -> Result<(Session, Session), SecureError> {
+        handshake_with(client_psk, viewer_psk, AeadSet::ALL, AeadSet::ALL)
+    }
+
+    fn handshake_with(
+        client_psk: &Psk,
+        viewer_psk: &Psk,
+        offer: AeadSet,
+        accept: AeadSet,
+    ) -> Result<(Session, Session), SecureError> {
         let rng = SystemRandom::new();
-        let client = ClientHandshake::start(&rng, 3)?;
+        let client = ClientHandshake::start(&rng, 3, offer)?;
         let mut hello_bytes = Vec::new();
         client.emit_hello(&HelloKey::new(client_psk), 0xabcd, 7, &mut hello_bytes);
         assert_eq!(hello_bytes.len(), HELLO_LEN);
@@ -270,7 +304,7 @@ mod tests {
         if !HelloKey::new(viewer_psk).verify(&hello_bytes, &hello) {
             return Err(SecureError::Unauthenticated);
         }
-        let viewer = answer_hello(viewer_psk, &rng, &hello, 0)?;
+        let viewer = answer_hello(viewer_psk, &rng, &hello, 0, accept)?;
         let reply_bytes = viewer.reply().to_vec();
         let reply = HandshakeDatagram::parse(&reply_bytes)?;
         assert!(client.is_answered_by(0xabcd, &reply));
@@ -281,7 +315,31 @@ mod tests {
     #[test]
     fn matching_keys_agree_on_both_directions() {
         let psk = Psk::from_bytes([9; 32]);
-        let (client, viewer) = handshake(&psk, &psk).unwrap();
+        for (offer, accept, chosen) in [
+            (AeadSet::ALL, AeadSet::ALL, Aead::Aes256Gcm),
+            (
+                AeadSet::CHACHA20_POLY1305,
+                AeadSet::ALL,
+                Aead::ChaCha20Poly1305,
+            ),
+            (
+                AeadSet::ALL,
+                AeadSet::CHACHA20_POLY1305,
+                Aead::ChaCha20Poly1305,
+            ),
+            (AeadSet::AES_256_GCM, AeadSet::ALL, Aead::Aes256Gcm),
+        ] {
+            let (client, viewer) = handshake_with(&psk, &psk, offer, accept).unwrap();
+            assert_eq!((client.aead(), viewer.aead()), (chosen, chosen));
+            data_flows_both_ways(&client, &viewer);
+        }
+        assert_eq!(
+            handshake_with(&psk, &psk, AeadSet::CHACHA20_POLY1305, AeadSet::AES_256_GCM).err(),
+            Some(SecureError::NoCommonAead)
+        );
+    }
+
+    fn data_flows_both_ways(client: &Session, viewer: &Session) {
         assert_eq!(client.viewer_public(), viewer.viewer_public());
         let mut probe = Vec::new();
         Datagram {
@@ -306,6 +364,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_naming_an_aead_not_offered_is_refused() {
+        let psk = Psk::from_bytes([6; 32]);
+        let rng = SystemRandom::new();
+        let client = ClientHandshake::start(&rng, 0, AeadSet::CHACHA20_POLY1305).unwrap();
+        let mut hello_bytes = Vec::new();
+        client.emit_hello(&HelloKey::new(&psk), 1, 0, &mut hello_bytes);
+        // A viewer (with the key) that ignores the offer: its reply's MAC is valid.
+        let mut hello = HandshakeDatagram::parse(&hello_bytes).unwrap();
+        hello.hello.aead = Aead::Aes256Gcm.bit();
+        let viewer = answer_hello(&psk, &rng, &hello, 0, AeadSet::AES_256_GCM).unwrap();
+        assert_eq!(viewer.aead(), Aead::Aes256Gcm);
+        let reply = HandshakeDatagram::parse(viewer.reply()).unwrap();
+        assert_eq!(
+            client.finish(&psk, viewer.reply(), &reply).err(),
+            Some(SecureError::Unauthenticated)
+        );
+    }
+
+    #[test]
     fn different_keys_never_agree() {
         let a = Psk::from_bytes([1; 32]);
         let mut other = [1; 32];
@@ -318,11 +395,11 @@ mod tests {
         );
         // Even a viewer that skipped the HELLO check cannot make a reply the client takes.
         let rng = SystemRandom::new();
-        let client = ClientHandshake::start(&rng, 0).unwrap();
+        let client = ClientHandshake::start(&rng, 0, AeadSet::ALL).unwrap();
         let mut hello_bytes = Vec::new();
         client.emit_hello(&HelloKey::new(&a), 1, 0, &mut hello_bytes);
         let hello = HandshakeDatagram::parse(&hello_bytes).unwrap();
-        let viewer = answer_hello(&b, &rng, &hello, 0).unwrap();
+        let viewer = answer_hello(&b, &rng, &hello, 0, AeadSet::ALL).unwrap();
         let reply = HandshakeDatagram::parse(viewer.reply()).unwrap();
         assert_eq!(
             client.finish(&a, viewer.reply(), &reply).err(),
@@ -335,7 +412,7 @@ mod tests {
         let psk = Psk::from_bytes([5; 32]);
         let rng = SystemRandom::new();
         let key = HelloKey::new(&psk);
-        let client = ClientHandshake::start(&rng, 0).unwrap();
+        let client = ClientHandshake::start(&rng, 0, AeadSet::ALL).unwrap();
         let mut hello_bytes = Vec::new();
         client.emit_hello(&key, 1, 0, &mut hello_bytes);
         for i in 0..hello_bytes.len() {
@@ -349,10 +426,10 @@ mod tests {
         for i in 0..HELLO_LEN {
             // A fresh handshake for each position, so each tampered reply answers a HELLO
             // its client really sent: only the flipped byte can make it fail.
-            let client = ClientHandshake::start(&rng, 0).unwrap();
+            let client = ClientHandshake::start(&rng, 0, AeadSet::ALL).unwrap();
             client.emit_hello(&key, 1, 0, &mut hello_bytes);
             let hello = HandshakeDatagram::parse(&hello_bytes).unwrap();
-            let viewer = answer_hello(&psk, &rng, &hello, 0).unwrap();
+            let viewer = answer_hello(&psk, &rng, &hello, 0, AeadSet::ALL).unwrap();
             let mut t = viewer.reply().to_vec();
             t[i] ^= 0x01;
             let result = HandshakeDatagram::parse(&t)
@@ -367,12 +444,12 @@ mod tests {
         let psk = Psk::from_bytes([5; 32]);
         let rng = SystemRandom::new();
         let key = HelloKey::new(&psk);
-        let first = ClientHandshake::start(&rng, 0).unwrap();
-        let second = ClientHandshake::start(&rng, 0).unwrap();
+        let first = ClientHandshake::start(&rng, 0, AeadSet::ALL).unwrap();
+        let second = ClientHandshake::start(&rng, 0, AeadSet::ALL).unwrap();
         let mut hello_bytes = Vec::new();
         first.emit_hello(&key, 1, 0, &mut hello_bytes);
         let hello = HandshakeDatagram::parse(&hello_bytes).unwrap();
-        let viewer = answer_hello(&psk, &rng, &hello, 0).unwrap();
+        let viewer = answer_hello(&psk, &rng, &hello, 0, AeadSet::ALL).unwrap();
         let reply = HandshakeDatagram::parse(viewer.reply()).unwrap();
         assert!(second.finish(&psk, viewer.reply(), &reply).is_err());
         assert!(first.finish(&psk, viewer.reply(), &reply).is_ok());

@@ -1,23 +1,26 @@
 //! Keyed mode: a pre-shared key, a two-message handshake that derives per-session,
-//! per-direction keys, and ChaCha20-Poly1305 on every other datagram, with a replay window
-//! on the packet number. See `PROTOCOL.md`, section "Keyed mode", for the reasons.
+//! per-direction keys, and an AEAD (AES-256-GCM where both ends have AES instructions,
+//! ChaCha20-Poly1305 otherwise) on every other datagram, with a replay window on the packet
+//! number. See `PROTOCOL.md`, section "Keyed mode", for the reasons.
 //!
 //! Sans-IO like the rest of the crate, except for randomness: the ephemeral keys come from
 //! the operating system's generator (through `ring`), which cannot be replaced by a seeded
 //! one. Nothing in the state machines depends on the values drawn.
 
+mod aead;
 mod client;
 mod handshake;
 pub mod keyfile;
 mod replay;
 mod viewer;
 
+pub use aead::{Aead, AeadSet};
 pub use client::{ClientKeys, ClientOpened, REHANDSHAKE_AFTER};
 pub use handshake::{answer_hello, ClientHandshake, HelloKey};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use viewer::{ViewerKeys, ViewerOpened, MAX_PENDING_SESSIONS};
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
 
 use crate::wire::{
     CommonRepr, Packet, WireError, FLAG_SEALED, HEADER_LEN, PUBLIC_KEY_LEN, TAG_LEN,
@@ -66,6 +69,8 @@ pub enum SecureError {
     CounterExhausted,
     #[error("the system's random number generator failed")]
     Random,
+    #[error("the client offers no AEAD this viewer accepts")]
+    NoCommonAead,
 }
 
 /// Which end of a session this is: the client seals with the client-to-viewer key and
@@ -78,6 +83,7 @@ pub enum Role {
 
 /// The keys of one handshake, one end's view of them, and its replay window.
 pub struct Session {
+    aead: Aead,
     seal_key: LessSafeKey,
     open_key: LessSafeKey,
     replay: ReplayWindow,
@@ -95,6 +101,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("number", &self.number)
+            .field("aead", &self.aead)
             .field("highest_opened", &self.replay.highest())
             .finish_non_exhaustive()
     }
@@ -109,6 +116,7 @@ fn nonce(pn: u64) -> Nonce {
 impl Session {
     fn new(
         role: Role,
+        aead: Aead,
         c2v: LessSafeKey,
         v2c: LessSafeKey,
         client_public: [u8; PUBLIC_KEY_LEN],
@@ -120,6 +128,7 @@ impl Session {
             Role::Viewer => (v2c, c2v),
         };
         Session {
+            aead,
             seal_key,
             open_key,
             replay: ReplayWindow::new(),
@@ -128,6 +137,11 @@ impl Session {
             reply: Vec::new(),
             number,
         }
+    }
+
+    /// The AEAD the handshake chose.
+    pub fn aead(&self) -> Aead {
+        self.aead
     }
 
     pub fn client_public(&self) -> &[u8; PUBLIC_KEY_LEN] {
@@ -207,24 +221,24 @@ impl Session {
     }
 }
 
-/// The AEAD in use: ChaCha20-Poly1305 from `ring` (fast on CPUs without AES instructions,
-/// such as a Raspberry Pi, and constant-time everywhere).
-pub(crate) static AEAD: &aead::Algorithm = &aead::CHACHA20_POLY1305;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{Body, Datagram, HeaderRepr, Kind};
     use ring::aead::UnboundKey;
 
-    fn key(byte: u8) -> LessSafeKey {
-        LessSafeKey::new(UnboundKey::new(AEAD, &[byte; 32]).unwrap())
+    fn key(aead: Aead, byte: u8) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(aead.algorithm(), &[byte; 32]).unwrap())
+    }
+
+    fn pair_with(aead: Aead) -> (Session, Session) {
+        let session =
+            |role| Session::new(role, aead, key(aead, 1), key(aead, 2), [3; 32], [4; 32], 0);
+        (session(Role::Client), session(Role::Viewer))
     }
 
     fn pair() -> (Session, Session) {
-        let client = Session::new(Role::Client, key(1), key(2), [3; 32], [4; 32], 0);
-        let viewer = Session::new(Role::Viewer, key(1), key(2), [3; 32], [4; 32], 0);
-        (client, viewer)
+        pair_with(Aead::ChaCha20Poly1305)
     }
 
     fn header_datagram(pn: u64) -> Vec<u8> {
@@ -252,27 +266,38 @@ mod tests {
 
     #[test]
     fn seal_then_open_gives_the_clear_datagram_back() {
-        let (client, mut viewer) = pair();
-        let clear = header_datagram(42);
-        let mut sealed = clear.clone();
+        for aead in [Aead::ChaCha20Poly1305, Aead::Aes256Gcm] {
+            let (client, mut viewer) = pair_with(aead);
+            let clear = header_datagram(42);
+            let mut sealed = clear.clone();
+            client.seal(&mut sealed).unwrap();
+            assert_eq!(sealed.len(), clear.len() + TAG_LEN);
+            assert_eq!(sealed[4], FLAG_SEALED);
+            assert_eq!(
+                sealed[8..HEADER_LEN],
+                clear[8..HEADER_LEN],
+                "routing stays clear"
+            );
+            assert_ne!(sealed[HEADER_LEN..clear.len()], clear[HEADER_LEN..]);
+            let mut out = Vec::new();
+            let common = viewer.open(&sealed, &mut out).unwrap();
+            assert_eq!(common.packet_number, 42);
+            assert_eq!(out, clear);
+            viewer.accept(42).unwrap();
+            assert_eq!(viewer.accept(42), Err(SecureError::Replayed));
+            // A client cannot open what it sealed itself: the directions have their own keys.
+            assert_eq!(
+                client.open(&sealed, &mut out),
+                Err(SecureError::Unauthenticated)
+            );
+        }
+        // The same key bytes under the other AEAD open nothing.
+        let (client, _) = pair_with(Aead::Aes256Gcm);
+        let (_, viewer) = pair_with(Aead::ChaCha20Poly1305);
+        let mut sealed = header_datagram(1);
         client.seal(&mut sealed).unwrap();
-        assert_eq!(sealed.len(), clear.len() + TAG_LEN);
-        assert_eq!(sealed[4], FLAG_SEALED);
         assert_eq!(
-            sealed[8..HEADER_LEN],
-            clear[8..HEADER_LEN],
-            "routing stays clear"
-        );
-        assert_ne!(sealed[HEADER_LEN..clear.len()], clear[HEADER_LEN..]);
-        let mut out = Vec::new();
-        let common = viewer.open(&sealed, &mut out).unwrap();
-        assert_eq!(common.packet_number, 42);
-        assert_eq!(out, clear);
-        viewer.accept(42).unwrap();
-        assert_eq!(viewer.accept(42), Err(SecureError::Replayed));
-        // A client cannot open what it sealed itself: the directions have their own keys.
-        assert_eq!(
-            client.open(&sealed, &mut out),
+            viewer.open(&sealed, &mut Vec::new()),
             Err(SecureError::Unauthenticated)
         );
     }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use ring::rand::SystemRandom;
 
-use super::{answer_hello, HelloKey, Psk, SecureError, Session};
+use super::{answer_hello, Aead, AeadSet, HelloKey, Psk, SecureError, Session};
 use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, FLAG_SEALED};
 
 /// Handshakes answered but not yet confirmed by a sealed datagram. The oldest is forgotten
@@ -48,6 +48,7 @@ struct Active {
 pub struct ViewerKeys {
     psk: Psk,
     hello_key: HelloKey,
+    accept: AeadSet,
     rng: SystemRandom,
     pending: VecDeque<Pending>,
     active: Option<Active>,
@@ -57,9 +58,16 @@ pub struct ViewerKeys {
 }
 
 impl ViewerKeys {
+    /// Keyed state accepting what this machine runs fast.
     pub fn new(psk: Psk) -> ViewerKeys {
+        ViewerKeys::with_aeads(psk, AeadSet::fast_here())
+    }
+
+    /// Keyed state that chooses among the AEADs in `accept`.
+    pub fn with_aeads(psk: Psk, accept: AeadSet) -> ViewerKeys {
         ViewerKeys {
             hello_key: HelloKey::new(&psk),
+            accept,
             psk,
             rng: SystemRandom::new(),
             pending: VecDeque::new(),
@@ -154,10 +162,13 @@ impl ViewerKeys {
             self.queue_reply(remote, reply);
             return Ok(ViewerOpened::Hello);
         }
-        let session = answer_hello(&self.psk, &self.rng, &hello, *next_pn)?;
+        let session = answer_hello(&self.psk, &self.rng, &hello, *next_pn, self.accept)?;
         *next_pn += 1;
         self.handshakes += 1;
-        log::debug!("answered a handshake from {remote} for stream {id:08x}");
+        log::debug!(
+            "answered a handshake from {remote} for stream {id:08x} ({})",
+            session.aead()
+        );
         self.queue_reply(remote, session.reply().to_vec());
         if self.pending.len() >= MAX_PENDING_SESSIONS {
             self.pending.pop_front();
@@ -211,6 +222,11 @@ impl ViewerKeys {
             .ok_or(SecureError::Unauthenticated)?
             .current
             .seal(datagram)
+    }
+
+    /// The AEAD of the stream's current session.
+    pub fn aead(&self) -> Option<Aead> {
+        self.active.as_ref().map(|a| a.current.aead())
     }
 
     /// Sessions pending now (for tests and counters).

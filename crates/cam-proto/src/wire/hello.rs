@@ -1,14 +1,18 @@
 //! The two handshake datagrams of keyed mode: HELLO (kind 5, client → viewer) and
-//! HELLO_REPLY (kind 6, viewer → client). Both carry an ephemeral X25519 public key and a
-//! 16-byte MAC over the common header and that key; they are never sealed (they set up the
-//! keys that seal everything else). What the MAC is keyed with is `crate::secure`'s business.
+//! HELLO_REPLY (kind 6, viewer → client). Both carry an ephemeral X25519 public key, an AEAD
+//! byte (the AEADs offered in a HELLO, the one chosen in a reply) and a 16-byte MAC over
+//! everything before it; they are never sealed (they set up the keys that seal everything
+//! else). What the MAC is keyed with, and what the AEAD bits mean, is `crate::secure`'s
+//! business.
 
 use super::{CommonRepr, Field, Kind, Packet, Result, WireError, HEADER_LEN};
 
 mod field {
     use super::Field;
     pub const PUBLIC: Field = 0..32;
-    pub const MAC: Field = 32..48;
+    pub const AEAD: usize = 32;
+    pub const RESERVED: Field = 33..36;
+    pub const MAC: Field = 36..52;
     pub const END: usize = MAC.end;
 }
 
@@ -20,13 +24,16 @@ pub const MAC_LEN: usize = field::MAC.end - field::MAC.start;
 pub const BODY_LEN: usize = field::END;
 /// Length of a whole handshake datagram.
 pub const HELLO_LEN: usize = HEADER_LEN + BODY_LEN;
-/// The MAC covers the common header and the public key: everything before it.
+/// The MAC covers the common header, the public key and the AEAD byte: everything before it.
 const MAC_INPUT_LEN: usize = HEADER_LEN + field::MAC.start;
 
-/// A handshake body: an ephemeral public key and the MAC that vouches for it.
+/// A handshake body: an ephemeral public key, the AEAD bits and the MAC that vouches for
+/// both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelloRepr {
     pub public: [u8; PUBLIC_KEY_LEN],
+    /// HELLO: the AEADs the client offers (a bit each); HELLO_REPLY: the one the viewer chose.
+    pub aead: u8,
     pub mac: [u8; MAC_LEN],
 }
 
@@ -38,11 +45,18 @@ impl HelloRepr {
         if body.len() > BODY_LEN {
             return Err(WireError::BadLength);
         }
+        if body[field::RESERVED].iter().any(|&b| b != 0) {
+            return Err(WireError::BadReserved);
+        }
         let mut public = [0u8; PUBLIC_KEY_LEN];
         public.copy_from_slice(&body[field::PUBLIC]);
         let mut mac = [0u8; MAC_LEN];
         mac.copy_from_slice(&body[field::MAC]);
-        Ok(HelloRepr { public, mac })
+        Ok(HelloRepr {
+            public,
+            aead: body[field::AEAD],
+            mac,
+        })
     }
 
     pub const fn buffer_len(&self) -> usize {
@@ -51,6 +65,8 @@ impl HelloRepr {
 
     fn emit(&self, body: &mut [u8]) {
         body[field::PUBLIC].copy_from_slice(&self.public);
+        body[field::AEAD] = self.aead;
+        body[field::RESERVED].fill(0);
         body[field::MAC].copy_from_slice(&self.mac);
     }
 }
@@ -75,7 +91,8 @@ impl HandshakeDatagram {
         Ok(HandshakeDatagram { common, hello })
     }
 
-    /// The bytes a handshake MAC covers (common header and public key), from a datagram
+    /// The bytes a handshake MAC covers (common header, public key, AEAD byte and the
+    /// reserved bytes after it), from a datagram
     /// that `parse` accepted; `None` for anything shorter.
     pub fn mac_input(bytes: &[u8]) -> Option<&[u8]> {
         bytes.get(..MAC_INPUT_LEN)
@@ -86,6 +103,7 @@ impl HandshakeDatagram {
     pub fn emit_with_mac(
         common: CommonRepr,
         public: [u8; PUBLIC_KEY_LEN],
+        aead: u8,
         mac: impl FnOnce(&[u8]) -> [u8; MAC_LEN],
         buf: &mut Vec<u8>,
     ) {
@@ -93,6 +111,7 @@ impl HandshakeDatagram {
             common,
             hello: HelloRepr {
                 public,
+                aead,
                 mac: [0; MAC_LEN],
             },
         };
@@ -115,13 +134,14 @@ mod tests {
     use super::super::Datagram;
     use super::*;
 
-    const BYTES: [u8; 72] = [
+    const BYTES: [u8; 76] = [
         b'C', b'S', 1, 5, 0, 0, 0, 0, // common: kind = hello
         0xca, 0xfe, 0x00, 0x01, // stream id
         0, 0, 0, 0, 0, 0, 0, 3, // packet number
         0, 0, 0, 2, // frame seq: the handshake's number
         1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, // public key
         17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, //
+        0x03, 0, 0, 0, // AEADs offered, reserved
         0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, // mac
         0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
     ];
@@ -142,7 +162,11 @@ mod tests {
                 packet_number: 3,
                 frame_seq: 2,
             },
-            hello: HelloRepr { public, mac },
+            hello: HelloRepr {
+                public,
+                aead: 3,
+                mac,
+            },
         }
     }
 
@@ -172,6 +196,7 @@ mod tests {
         HandshakeDatagram::emit_with_mac(
             r.common,
             r.hello.public,
+            r.hello.aead,
             |input| {
                 seen = input.to_vec();
                 r.hello.mac
@@ -179,8 +204,8 @@ mod tests {
             &mut buf,
         );
         assert_eq!(buf, BYTES);
-        assert_eq!(seen, BYTES[..56]);
-        assert_eq!(HandshakeDatagram::mac_input(&BYTES), Some(&BYTES[..56]));
+        assert_eq!(seen, BYTES[..60]);
+        assert_eq!(HandshakeDatagram::mac_input(&BYTES), Some(&BYTES[..60]));
     }
 
     #[test]
@@ -205,9 +230,15 @@ mod tests {
         let mut b = BYTES;
         b[4] = super::super::FLAG_SEALED;
         assert_eq!(HandshakeDatagram::parse(&b), Err(WireError::BadFlags(1)));
-        let mut b = BYTES;
-        b[7] = 1;
-        assert_eq!(HandshakeDatagram::parse(&b), Err(WireError::BadReserved));
+        for at in [7, 57, 58, 59] {
+            let mut b = BYTES;
+            b[at] = 1;
+            assert_eq!(
+                HandshakeDatagram::parse(&b),
+                Err(WireError::BadReserved),
+                "{at}"
+            );
+        }
     }
 
     #[test]
