@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cam_proto::secure::keyfile::read_key_file;
+use cam_proto::secure::AeadChoice;
 use cam_proto::secure::Psk;
 use cam_proto::sim::SimulateArgs;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
@@ -132,6 +133,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "CAMSTREAM_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// Keyed mode's cipher. auto: AES-256-GCM when both machines have AES instructions,
+    /// ChaCha20-Poly1305 otherwise (the viewer chooses from what the client offers). The
+    /// others restrict this end to one cipher, to measure it or to try the fallback.
+    /// [default: auto]
+    #[arg(long, value_enum, value_name = "CIPHER")]
+    pub aead: Option<AeadChoice>,
+
     #[command(flatten)]
     pub simulate: SimulateArgs,
 }
@@ -173,6 +181,8 @@ pub struct Config {
     pub simulate: SimulateArgs,
     /// Keyed mode (`--key-file`).
     pub psk: Option<Psk>,
+    /// Keyed mode: the AEADs offered (`--aead`).
+    pub aead: AeadChoice,
 }
 
 /// Largest chunk that fits one UDP datagram, leaving room for a future AEAD tag.
@@ -181,6 +191,9 @@ pub const MIN_CHUNK_SIZE: usize = 16;
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
+        if args.aead.is_some() && args.key_file.is_none() {
+            bail!("--aead chooses the cipher of keyed mode; it needs --key-file FILE (or CAMSTREAM_KEY_FILE) on both sides");
+        }
         if args.key_file.is_some() && args.protocol == Protocol::Classic {
             bail!("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted");
         }
@@ -242,6 +255,7 @@ impl Config {
             protocol: args.protocol,
             simulate: args.simulate,
             psk,
+            aead: args.aead.unwrap_or_default(),
         })
     }
 }

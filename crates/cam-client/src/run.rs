@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cam_proto::adapt::{AdaptConfig, Adapter, Settings};
-use cam_proto::secure::Aead;
+use cam_proto::secure::{Aead, AeadChoice};
 use cam_proto::sender::{Sender, SenderConfig, SenderEvent};
 use cam_proto::sim::Link;
 use crossbeam_channel::{bounded, never, select, Receiver};
@@ -81,6 +81,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
             frame_interval: (config.fps > 0)
                 .then(|| Duration::from_secs_f64(1.0 / f64::from(config.fps))),
             psk: config.psk.clone(),
+            aeads: config.aead.set(),
             ..SenderConfig::default()
         },
     );
@@ -276,11 +277,17 @@ fn no_answer_message(config: &Config, keyed: bool, waited: Duration) -> String {
     let network = "Is cam-viewer running there (and on that port)? A firewall may block UDP, \
                    or a viewer behind NAT needs a forwarded port.";
     if keyed {
+        let aead = if config.aead == AeadChoice::Auto {
+            ""
+        } else {
+            " With --aead set, a viewer allowing only another cipher refuses the handshake \
+             too: leave --aead at auto on both sides."
+        };
         format!(
             "no valid answer from a viewer at {} within {:.1} s. This client has a key \
              (--key-file): a viewer without a key, or with a different key, refuses everything \
              it sends, so the likely cause is a key on one side only or different keys: start \
-             cam-viewer with --key-file and the same key file. {network}",
+             cam-viewer with --key-file and the same key file.{aead} {network}",
             config.viewer_text,
             waited.as_secs_f64()
         )

@@ -137,6 +137,9 @@ pub struct ReceiverStats {
     pub datagrams_replayed: u64,
     /// Keyed mode: handshakes answered with a new session.
     pub handshakes: u64,
+    /// Keyed mode: HELLOs with this viewer's key offering no AEAD it accepts (`--aead` set
+    /// differently on the two ends). Also in `datagrams_invalid`.
+    pub hellos_without_common_aead: u64,
 }
 
 #[derive(Debug)]
@@ -344,6 +347,7 @@ impl Receiver {
                     self.stats.datagrams_unauthenticated += 1
                 }
                 Refused::Replayed => self.stats.datagrams_replayed += 1,
+                Refused::NoCommonAead => self.stats.hellos_without_common_aead += 1,
                 _ => {}
             }
             log::debug!("refused {} bytes from {remote}: {why}", bytes.len());

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use cam_proto::secure::keyfile::read_key_file;
+use cam_proto::secure::AeadChoice;
 use cam_proto::secure::Psk;
 use cam_proto::sim::SimulateArgs;
 use clap::Parser;
@@ -103,6 +104,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "CAMSTREAM_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// Keyed mode's cipher. auto: AES-256-GCM when both machines have AES instructions,
+    /// ChaCha20-Poly1305 otherwise (this viewer chooses from what the client offers). The
+    /// others accept only that cipher, to measure it or to try the fallback.
+    /// [default: auto]
+    #[arg(long, value_enum, value_name = "CIPHER")]
+    pub aead: Option<AeadChoice>,
+
     #[command(flatten)]
     pub simulate: SimulateArgs,
 }
@@ -124,6 +132,8 @@ pub struct Config {
     pub simulate: SimulateArgs,
     /// Keyed mode (`--key-file`).
     pub psk: Option<Psk>,
+    /// Keyed mode: the AEADs accepted (`--aead`).
+    pub aead: AeadChoice,
 }
 
 impl Config {
@@ -135,6 +145,9 @@ impl Config {
             Some(d) => Some(Duration::from_secs_f64(d)),
             None => None,
         };
+        if args.aead.is_some() && args.key_file.is_none() {
+            bail!("--aead chooses the cipher of keyed mode; it needs --key-file FILE (or CAMSTREAM_KEY_FILE) on both sides");
+        }
         if args.key_file.is_some() && args.protocol == Protocol::Classic {
             bail!("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted");
         }
@@ -190,6 +203,7 @@ impl Config {
             msg_port: args.msg_port,
             simulate: args.simulate,
             psk,
+            aead: args.aead.unwrap_or_default(),
         })
     }
 }

@@ -65,6 +65,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             receiver: ReceiverConfig {
                 max_frame_bytes: config.max_frame_bytes,
                 psk: config.psk.clone(),
+                aeads: config.aead.set(),
                 ..ReceiverConfig::default()
             },
             save_frames: config.save_frames.clone(),

@@ -16,6 +16,7 @@ struct Counts {
     unauthenticated: u64,
     replayed: u64,
     foreign: u64,
+    no_common_aead: u64,
 }
 
 impl Counts {
@@ -25,6 +26,7 @@ impl Counts {
             unauthenticated: s.datagrams_unauthenticated,
             replayed: s.datagrams_replayed,
             foreign: s.datagrams_foreign,
+            no_common_aead: s.hellos_without_common_aead,
         }
     }
 }
@@ -57,11 +59,18 @@ impl RefusalLog {
         let replayed = counts.replayed - self.logged.replayed;
         let foreign = counts.foreign - self.logged.foreign;
         let total = counts.invalid - self.logged.invalid;
-        let other = total.saturating_sub(unauthenticated + replayed + foreign);
+        let no_common_aead = counts.no_common_aead - self.logged.no_common_aead;
+        let other = total.saturating_sub(unauthenticated + replayed + foreign + no_common_aead);
         let mut line = format!(
             "refused {total} datagrams ({unauthenticated} unauthenticated, {replayed} replayed, \
              {foreign} from another stream, {other} malformed)"
         );
+        if no_common_aead > 0 {
+            line.push_str(&format!(
+                "; {no_common_aead} handshakes with this key offered no cipher this viewer \
+                 accepts: --aead differs between the client and this viewer (leave it at auto)"
+            ));
+        }
         if unauthenticated > 0 {
             line.push_str(if self.keyed {
                 "; unauthenticated: a client without this key or with a different key, or forged datagrams"
@@ -138,6 +147,26 @@ mod tests {
         assert_eq!(
             log.poll(t0 + REFUSAL_LOG_INTERVAL * 9, &stats(1000, 990, 10)),
             None
+        );
+    }
+
+    #[test]
+    fn handshakes_without_a_common_cipher_name_aead() {
+        let mut log = RefusalLog::new(true);
+        let line = log
+            .poll(
+                Instant::now(),
+                &ReceiverStats {
+                    datagrams_invalid: 2,
+                    hellos_without_common_aead: 2,
+                    ..ReceiverStats::default()
+                },
+            )
+            .unwrap();
+        assert!(line.contains("0 malformed"), "{line}");
+        assert!(
+            line.contains("2 handshakes") && line.contains("--aead"),
+            "{line}"
         );
     }
 

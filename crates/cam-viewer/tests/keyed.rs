@@ -404,3 +404,72 @@ fn wrong_key_and_no_key_clients_fail_on_their_own_while_the_keyed_stream_goes_on
     assert!(u(&v, "datagrams_unauthenticated") > 0, "{v}");
     assert_eq!(count_files(out.path()), 45);
 }
+
+#[test]
+fn the_chacha_fallback_streams_and_ciphers_in_common_are_required() {
+    let dir = TempDir::new("aead");
+    let key = gen_key(dir.path(), "camstream.key");
+    let key = key.to_str().unwrap();
+    let pattern = ["--source", "pattern", "--size", "320x240", "--fps", "0"];
+    // A client that offers only ChaCha20-Poly1305, as one without AES instructions does.
+    let (mut viewer, port) = start_viewer(&["--frames", "10", "--key-file", key]);
+    let mut client = start_client(
+        port,
+        &[
+            &pattern[..],
+            &["--frames", "10", "--key-file", key],
+            &["--aead", "chacha20-poly1305"],
+        ]
+        .concat(),
+    );
+    let (status, c) = client.summary(PATIENCE);
+    assert!(status.success(), "{}", client.stderr());
+    let (status, v) = viewer.summary(PATIENCE);
+    assert!(status.success(), "{}", viewer.stderr());
+    assert_eq!(c["aead"], "chacha20-poly1305", "{c}");
+    assert_eq!(v["aead"], "chacha20-poly1305", "{v}");
+    assert_eq!(u(&v, "frames_completed"), 10, "{v}");
+    assert_eq!(u(&v, "datagrams_invalid"), 0, "{v}");
+    assert!(
+        viewer.stderr().contains("encrypted (chacha20-poly1305)"),
+        "{}",
+        viewer.stderr()
+    );
+
+    // Nothing in common: both sides say so, and the client gives up on its own.
+    let (mut viewer, port) = start_viewer(&["--key-file", key, "--aead", "chacha20-poly1305"]);
+    let mut client = start_client(
+        port,
+        &[
+            &pattern[..],
+            &["--give-up", "2", "--key-file", key, "--aead", "aes-256-gcm"],
+        ]
+        .concat(),
+    );
+    let status = client.wait(PATIENCE).expect("the client never gave up");
+    assert!(!status.success());
+    assert!(
+        client.stderr().contains("leave --aead at auto"),
+        "{}",
+        client.stderr()
+    );
+    assert!(
+        viewer.wait_for_stderr("--aead differs", PATIENCE),
+        "{}",
+        viewer.stderr()
+    );
+    viewer.signal(libc::SIGINT);
+    let (_, v) = viewer.summary(PATIENCE);
+    assert_eq!(u(&v, "frames_completed"), 0, "{v}");
+    assert_eq!(v["aead"], serde_json::Value::Null, "{v}");
+
+    // --aead alone would look like encryption without being any: refused.
+    let mut alone = Proc::start(&client_bin(), &["127.0.0.1:9", "--aead", "auto"]);
+    let status = alone.wait(PATIENCE).expect("exits at once");
+    assert!(!status.success());
+    assert!(
+        alone.stderr().contains("needs --key-file"),
+        "{}",
+        alone.stderr()
+    );
+}

@@ -93,6 +93,33 @@ impl AeadSet {
     }
 }
 
+/// What `--aead` restricts an end to. `Auto` is what a user wants; the others exist to
+/// measure one AEAD, or to check the fallback on a machine that has AES instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum AeadChoice {
+    /// AES-256-GCM where both ends have AES instructions, ChaCha20-Poly1305 otherwise.
+    #[default]
+    Auto,
+    /// Only AES-256-GCM (slow on a CPU without AES instructions).
+    #[cfg_attr(feature = "clap", value(name = "aes-256-gcm"))]
+    Aes256Gcm,
+    /// Only ChaCha20-Poly1305.
+    #[cfg_attr(feature = "clap", value(name = "chacha20-poly1305"))]
+    ChaCha20Poly1305,
+}
+
+impl AeadChoice {
+    /// The AEADs a client offers, or a viewer accepts.
+    pub fn set(self) -> AeadSet {
+        match self {
+            AeadChoice::Auto => AeadSet::fast_here(),
+            AeadChoice::Aes256Gcm => AeadSet::AES_256_GCM,
+            AeadChoice::ChaCha20Poly1305 => AeadSet::CHACHA20_POLY1305,
+        }
+    }
+}
+
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 fn aes_in_hardware() -> bool {
     std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
@@ -140,5 +167,11 @@ mod tests {
         assert_eq!(AeadSet::from_bits(0xff), AeadSet::ALL);
         assert_eq!(AeadSet::from_bits(0x81), AeadSet::CHACHA20_POLY1305);
         assert!(AeadSet::fast_here().contains(Aead::ChaCha20Poly1305));
+        assert_eq!(AeadChoice::default().set(), AeadSet::fast_here());
+        assert_eq!(AeadChoice::Aes256Gcm.set(), AeadSet::AES_256_GCM);
+        assert_eq!(
+            AeadChoice::ChaCha20Poly1305.set(),
+            AeadSet::CHACHA20_POLY1305
+        );
     }
 }

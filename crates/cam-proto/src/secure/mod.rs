@@ -14,7 +14,7 @@ pub mod keyfile;
 mod replay;
 mod viewer;
 
-pub use aead::{Aead, AeadSet};
+pub use aead::{Aead, AeadChoice, AeadSet};
 pub use client::{ClientKeys, ClientOpened, REHANDSHAKE_AFTER};
 pub use handshake::{answer_hello, ClientHandshake, HelloKey};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
