@@ -150,11 +150,11 @@ impl Ends {
         }
     }
 
-    /// The sealed client-to-viewer datagrams of `kind` recorded so far.
-    fn sealed_to_viewer(&self, kind: Kind) -> Vec<Vec<u8>> {
+    /// The sealed client-to-viewer datagrams recorded so far (their kind is encrypted).
+    fn sealed_to_viewer(&self) -> Vec<Vec<u8>> {
         self.to_viewer
             .iter()
-            .filter(|d| d[3] == kind as u8 && d[4] == FLAG_SEALED)
+            .filter(|d| d[4] == FLAG_SEALED)
             .cloned()
             .collect()
     }
@@ -421,7 +421,7 @@ fn replays_within_and_beyond_the_window_are_refused() {
     // About 6 datagrams a frame: well over the window's 2,048 packet numbers.
     ends.run(800, Duration::from_secs(30));
     assert_eq!(ends.delivered.len(), 800);
-    let chunks = ends.sealed_to_viewer(Kind::Chunk);
+    let chunks = ends.sealed_to_viewer();
     let pn = |d: &Vec<u8>| Packet::new_checked(&d[..]).unwrap().packet_number();
     let newest = pn(chunks.last().unwrap());
     assert!(newest > 2 * REPLAY_WINDOW, "{newest}");
@@ -526,21 +526,28 @@ fn an_unkeyed_viewer_refuses_keyed_datagrams_and_a_keyed_one_clear_ones() {
 }
 
 #[test]
-fn sealing_costs_exactly_one_tag() {
+fn sealing_costs_exactly_one_tag_and_hides_all_but_routing() {
     let mut keyed = Ends::new(Some(key(1)), Some(key(1)));
     keyed.run(1, Duration::from_secs(5));
     let mut plain = Ends::new(None, None);
     plain.run(1, Duration::from_secs(5));
-    let sealed = keyed.sealed_to_viewer(Kind::Chunk);
-    let clear: Vec<_> = plain.to_viewer.iter().filter(|d| d[3] == 2).collect();
-    assert_eq!(sealed.len(), clear.len());
-    for (s, c) in sealed.iter().zip(clear) {
+    // The same frame the same way, after the keyed end's HELLO.
+    let sealed = keyed.sealed_to_viewer();
+    assert_eq!(sealed.len(), plain.to_viewer.len());
+    assert!(plain.to_viewer.iter().filter(|d| d[3] == 2).count() > 2);
+    for (s, c) in sealed.iter().zip(&plain.to_viewer) {
         assert_eq!(s.len(), c.len() + TAG_LEN);
-        assert_eq!(s[..4], c[..4]);
-        assert_ne!(
-            s[HEADER_LEN..HEADER_LEN + 16],
-            c[HEADER_LEN..HEADER_LEN + 16]
+        assert_eq!(s[..3], c[..3], "magic and version");
+        assert_eq!(s[3], 0, "every sealed datagram shows the same kind");
+        assert_eq!(s[8..12], c[8..12], "stream id");
+        let (s_pn, c_pn) = (
+            Packet::new_checked(&s[..]).unwrap().packet_number(),
+            Packet::new_checked(&c[..]).unwrap().packet_number(),
         );
+        assert_eq!(s_pn, c_pn + 1, "packet number (the HELLO took 0)");
+        assert_ne!(s[20..24], c[20..24], "frame seq hidden");
+        let n = (c.len() - HEADER_LEN).min(16);
+        assert_ne!(s[HEADER_LEN..HEADER_LEN + n], c[HEADER_LEN..HEADER_LEN + n]);
     }
 }
 

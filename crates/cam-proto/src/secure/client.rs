@@ -8,7 +8,7 @@ use ring::rand::SystemRandom;
 
 use super::{Aead, AeadSet, ClientHandshake, HelloKey, Psk, SecureError, Session};
 use crate::sender::probe_interval;
-use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, FLAG_SEALED};
+use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, SealedRepr, FLAG_SEALED};
 
 /// No authenticated datagram from the viewer for this long while something is outstanding:
 /// it may have restarted (and lost the session), so a new handshake starts, the old session
@@ -191,7 +191,7 @@ impl ClientKeys {
             }
             return self.handle_reply(now, stream_id, bytes);
         }
-        let common = CommonRepr::parse_sealed(&packet)?;
+        let common = SealedRepr::parse(&packet)?;
         if common.stream_id != stream_id {
             return Err(SecureError::Unauthenticated);
         }

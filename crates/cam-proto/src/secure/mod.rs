@@ -23,7 +23,8 @@ pub use viewer::{ViewerKeys, ViewerOpened, MAX_PENDING_SESSIONS};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
 
 use crate::wire::{
-    CommonRepr, Packet, WireError, FLAG_SEALED, HEADER_LEN, PUBLIC_KEY_LEN, TAG_LEN,
+    Packet, SealedRepr, WireError, FLAG_SEALED, KIND_SEALED, PUBLIC_KEY_LEN, SEALED_AAD_LEN,
+    SEALED_KIND, TAG_LEN,
 };
 
 /// Length of the pre-shared key.
@@ -162,54 +163,66 @@ impl Session {
         pn < MAX_PACKET_NUMBER
     }
 
-    /// Seals a clear datagram in place: sets `FLAG_SEALED`, encrypts everything after the
-    /// common header (which is the associated data), appends the 16-byte tag. The nonce is
-    /// the packet number, so the caller must never seal two datagrams with one number.
+    /// Seals a clear datagram in place. The plaintext is everything after the packet number
+    /// (frame seq, body) and the kind byte after it; the clear prefix, marked `KIND_SEALED`
+    /// and `FLAG_SEALED`, is the associated data. The encrypted kind then moves to
+    /// `SEALED_KIND` and the 16-byte tag is appended, so a sealed datagram is its clear one
+    /// plus the tag, with the routing fields where they were. The nonce is the packet
+    /// number, so the caller must never seal two datagrams with one number.
     pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
-        let pn = Packet::new_checked(&datagram[..])?.packet_number();
+        let packet = Packet::new_checked(&datagram[..])?;
+        let (pn, kind) = (packet.packet_number(), packet.kind_raw());
         if !Self::can_seal(pn) {
             return Err(SecureError::CounterExhausted);
         }
-        Packet::new_unchecked(&mut datagram[..]).set_flags(FLAG_SEALED);
-        let (header, body) = datagram.split_at_mut(HEADER_LEN);
+        datagram.push(kind);
+        let mut packet = Packet::new_unchecked(&mut datagram[..]);
+        packet.set_kind_raw(KIND_SEALED);
+        packet.set_flags(FLAG_SEALED);
+        let (aad, plaintext) = datagram.split_at_mut(SEALED_AAD_LEN);
         let tag = self
             .seal_key
-            .seal_in_place_separate_tag(nonce(pn), Aad::from(&header[..]), body)
+            .seal_in_place_separate_tag(nonce(pn), Aad::from(&aad[..]), plaintext)
             .map_err(|_| SecureError::CounterExhausted)?;
+        if let Some(encrypted_kind) = datagram.pop() {
+            datagram[SEALED_KIND] = encrypted_kind;
+        }
         datagram.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
     /// Opens a sealed datagram into `out` (replacing its contents) as the clear datagram it
-    /// was: flags 0, no tag. Nothing in this session changes; the caller checks the packet
-    /// number against the replay window (`accept`) only after this succeeded.
-    pub fn open(&self, datagram: &[u8], out: &mut Vec<u8>) -> Result<CommonRepr, SecureError> {
-        let common = CommonRepr::parse_sealed(&Packet::new_checked(datagram)?)?;
-        if datagram.len() < HEADER_LEN + TAG_LEN {
-            return Err(WireError::Truncated.into());
-        }
-        if common.packet_number >= MAX_PACKET_NUMBER {
+    /// was: its kind back in the header, flags 0, no tag. Nothing in this session changes;
+    /// the caller checks the packet number against the replay window (`accept`) only after
+    /// this succeeded.
+    pub fn open(&self, datagram: &[u8], out: &mut Vec<u8>) -> Result<SealedRepr, SecureError> {
+        let sealed = SealedRepr::parse(&Packet::new_checked(datagram)?)?;
+        if sealed.packet_number >= MAX_PACKET_NUMBER {
             return Err(SecureError::CounterExhausted);
         }
-        out.clear();
-        out.extend_from_slice(datagram);
-        let tag_at = out.len() - TAG_LEN;
+        // `SealedRepr::parse` checked the length: a frame seq and a tag at least.
+        let tag_at = datagram.len() - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&out[tag_at..]);
-        let (header, rest) = out.split_at_mut(HEADER_LEN);
-        let ciphertext = &mut rest[..tag_at - HEADER_LEN];
+        tag.copy_from_slice(&datagram[tag_at..]);
+        out.clear();
+        out.extend_from_slice(&datagram[..tag_at]);
+        out.push(datagram[SEALED_KIND]);
+        out[SEALED_KIND] = 0;
+        let (aad, ciphertext) = out.split_at_mut(SEALED_AAD_LEN);
         self.open_key
             .open_in_place_separate_tag(
-                nonce(common.packet_number),
-                Aad::from(&header[..]),
+                nonce(sealed.packet_number),
+                Aad::from(&aad[..]),
                 Tag::from(tag),
                 ciphertext,
                 0..,
             )
             .map_err(|_| SecureError::Unauthenticated)?;
-        out.truncate(tag_at);
-        Packet::new_unchecked(&mut out[..]).set_flags(0);
-        Ok(common)
+        let kind = out.pop().unwrap_or_default();
+        let mut packet = Packet::new_unchecked(&mut out[..]);
+        packet.set_kind_raw(kind);
+        packet.set_flags(0);
+        Ok(sealed)
     }
 
     /// Records an authenticated packet number; `Replayed` if it was seen or is too old.
@@ -224,7 +237,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Body, Datagram, HeaderRepr, Kind};
+    use crate::wire::{Body, CommonRepr, Datagram, HeaderRepr, Kind, HEADER_LEN};
     use ring::aead::UnboundKey;
 
     fn key(aead: Aead, byte: u8) -> LessSafeKey {
@@ -272,12 +285,11 @@ mod tests {
             let mut sealed = clear.clone();
             client.seal(&mut sealed).unwrap();
             assert_eq!(sealed.len(), clear.len() + TAG_LEN);
-            assert_eq!(sealed[4], FLAG_SEALED);
-            assert_eq!(
-                sealed[8..HEADER_LEN],
-                clear[8..HEADER_LEN],
-                "routing stays clear"
-            );
+            assert_eq!(sealed[..3], clear[..3], "magic and version stay clear");
+            assert_eq!((sealed[3], sealed[4]), (KIND_SEALED, FLAG_SEALED));
+            assert_eq!(sealed[6..20], clear[6..20], "routing and nonce stay clear");
+            assert_ne!(sealed[5], clear[3], "the kind travels encrypted");
+            assert_ne!(sealed[20..24], clear[20..24], "so does the frame seq");
             assert_ne!(sealed[HEADER_LEN..clear.len()], clear[HEADER_LEN..]);
             let mut out = Vec::new();
             let common = viewer.open(&sealed, &mut out).unwrap();

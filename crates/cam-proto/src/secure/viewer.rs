@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use ring::rand::SystemRandom;
 
 use super::{answer_hello, Aead, AeadSet, HelloKey, Psk, SecureError, Session};
-use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, FLAG_SEALED};
+use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, SealedRepr, FLAG_SEALED};
 
 /// Handshakes answered but not yet confirmed by a sealed datagram. The oldest is forgotten
 /// first; a client whose pending session was pushed out handshakes again.
@@ -96,7 +96,7 @@ impl ViewerKeys {
             CommonRepr::parse(&packet)?;
             return Err(SecureError::NotSealed);
         }
-        let common = CommonRepr::parse_sealed(&packet)?;
+        let common = SealedRepr::parse(&packet)?;
         let id = common.stream_id;
         let mut result = Err(SecureError::Unauthenticated);
         if let Some(active) = self

@@ -247,8 +247,9 @@ mod tests {
         let mut sealed = BYTES;
         sealed[4] = super::super::FLAG_SEALED;
         assert_eq!(
-            CommonRepr::parse_sealed(&Packet::new_checked(&sealed[..]).unwrap()),
-            Err(WireError::BadFlags(1))
+            super::super::SealedRepr::parse(&Packet::new_checked(&sealed[..]).unwrap()),
+            Err(WireError::BadKind(5)),
+            "a handshake is never sealed"
         );
     }
 }

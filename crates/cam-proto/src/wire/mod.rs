@@ -29,6 +29,18 @@ pub const VERSION: u8 = 1;
 pub const FLAG_SEALED: u8 = 0x01;
 /// Bytes an AEAD tag will add at the end of a sealed datagram.
 pub const TAG_LEN: usize = 16;
+/// The kind byte of every sealed datagram: the real kind is encrypted (see `SEALED_KIND`).
+pub const KIND_SEALED: u8 = 0;
+/// In a sealed datagram, the first reserved byte carries the encrypted kind: the kind is
+/// the last byte of the plaintext, and its ciphertext byte travels here instead of at the
+/// end, so sealing adds only the tag and the routing fields keep their offsets.
+pub const SEALED_KIND: usize = field::RESERVED.start;
+/// A sealed datagram's associated data: the clear prefix (magic, version, `KIND_SEALED`,
+/// flags, reserved, stream id, packet number), with the byte at `SEALED_KIND` counted as
+/// zero. Everything else (frame seq, body, kind) is ciphertext.
+pub const SEALED_AAD_LEN: usize = field::PACKET_NUMBER.end;
+/// The shortest sealed datagram: a sealed probe.
+pub const SEALED_MIN_LEN: usize = HEADER_LEN + TAG_LEN;
 /// The largest UDP payload over IPv4 (65,535 − 20 − 8).
 pub const MAX_DATAGRAM: usize = 65_507;
 
@@ -203,6 +215,48 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
+    /// Sets the kind byte (`KIND_SEALED` while the real one is encrypted).
+    pub fn set_kind_raw(&mut self, kind: u8) {
+        self.buffer.as_mut()[field::KIND] = kind;
+    }
+}
+
+/// What a sealed datagram shows in clear: the routing fields and the nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedRepr {
+    pub stream_id: u32,
+    pub packet_number: u64,
+}
+
+impl SealedRepr {
+    /// The clear prefix of a sealed datagram: `KIND_SEALED`, `FLAG_SEALED`, the reserved
+    /// bytes after `SEALED_KIND` zero, and room for at least a frame seq and a tag. Only this
+    /// is checked; the rest is ciphertext until it is opened.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<SealedRepr> {
+        packet.check_len()?;
+        if packet.buffer.as_ref().len() < SEALED_MIN_LEN {
+            return Err(WireError::Truncated);
+        }
+        if packet.magic() != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if packet.version() != VERSION {
+            return Err(WireError::BadVersion(packet.version()));
+        }
+        if packet.flags() != FLAG_SEALED {
+            return Err(WireError::BadFlags(packet.flags()));
+        }
+        if packet.kind_raw() != KIND_SEALED {
+            return Err(WireError::BadKind(packet.kind_raw()));
+        }
+        if packet.reserved()[1..] != [0; 2] {
+            return Err(WireError::BadReserved);
+        }
+        Ok(SealedRepr {
+            stream_id: packet.stream_id(),
+            packet_number: packet.packet_number(),
+        })
+    }
 }
 
 /// The meaning of the common header.
@@ -223,16 +277,6 @@ impl CommonRepr {
     /// The common header of a clear datagram (flags 0).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
         Self::parse_with_flags(packet, 0)
-    }
-
-    /// The common header of a sealed datagram: `FLAG_SEALED` set, a data kind (1 to 4).
-    /// Only the header is checked; the body is ciphertext until it is opened.
-    pub fn parse_sealed<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
-        let common = Self::parse_with_flags(packet, FLAG_SEALED)?;
-        match common.kind {
-            Kind::Hello | Kind::HelloReply => Err(WireError::BadFlags(FLAG_SEALED)),
-            _ => Ok(common),
-        }
     }
 
     fn parse_with_flags<T: AsRef<[u8]>>(packet: &Packet<T>, flags: u8) -> Result<CommonRepr> {
@@ -379,6 +423,48 @@ mod tests {
                 Err(WireError::Truncated)
             );
         }
+    }
+
+    #[test]
+    fn sealed_prefix_shows_only_routing_and_the_nonce() {
+        // A sealed probe: clear prefix, ciphertext of the frame seq, tag; byte 5 carries the
+        // encrypted kind.
+        let mut sealed = PROBE_BYTES.to_vec();
+        sealed[3] = KIND_SEALED;
+        sealed[4] = FLAG_SEALED;
+        sealed[5] = 0x9c;
+        sealed.extend_from_slice(&[0xee; TAG_LEN]);
+        let parsed = SealedRepr::parse(&Packet::new_checked(&sealed[..]).unwrap());
+        assert_eq!(
+            parsed,
+            Ok(SealedRepr {
+                stream_id: u32::from_be_bytes([sealed[8], sealed[9], sealed[10], sealed[11]]),
+                packet_number: Packet::new_checked(&PROBE_BYTES[..])
+                    .unwrap()
+                    .packet_number(),
+            })
+        );
+        for len in 0..SEALED_MIN_LEN {
+            assert_eq!(
+                SealedRepr::parse(&Packet::new_unchecked(&sealed[..len])),
+                Err(WireError::Truncated),
+                "len {len}"
+            );
+        }
+        let refused = |at: usize, value: u8| {
+            let mut b = sealed.clone();
+            b[at] = value;
+            SealedRepr::parse(&Packet::new_unchecked(&b[..]))
+        };
+        assert_eq!(refused(0, b'X'), Err(WireError::BadMagic));
+        assert_eq!(refused(2, 2), Err(WireError::BadVersion(2)));
+        assert_eq!(refused(3, 2), Err(WireError::BadKind(2)), "kind in clear");
+        assert_eq!(refused(4, 0), Err(WireError::BadFlags(0)));
+        assert_eq!(refused(6, 1), Err(WireError::BadReserved));
+        assert_eq!(refused(7, 1), Err(WireError::BadReserved));
+        assert!(refused(5, 0).is_ok(), "byte 5 is ciphertext: any value");
+        // A clear parser refuses it whole.
+        assert_eq!(Datagram::parse(&sealed), Err(WireError::BadFlags(1)));
     }
 
     #[test]
