@@ -1,6 +1,7 @@
 //! Keyed streaming end to end with the real binaries: what crosses the wire is private,
-//! frames arrive exact, replays and forgeries are refused and counted, and clients with the
-//! wrong key or none fail on their own while the keyed stream goes on.
+//! frames arrive exact, replays and forgeries are refused and counted, clients with the
+//! wrong key or none fail on their own while the keyed stream goes on, the ChaCha20 fallback
+//! works, and an unkeyed stream from another address is warned about once.
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it set up itself
 
@@ -472,4 +473,80 @@ fn the_chacha_fallback_streams_and_ciphers_in_common_are_required() {
         "{}",
         alone.stderr()
     );
+}
+
+/// This machine's own address on a non-loopback interface: datagrams sent to it still stay
+/// on this machine, but arrive from an address that is not loopback, as from another host.
+fn own_non_loopback_ipv4() -> std::net::Ipv4Addr {
+    use std::net::{IpAddr, Ipv4Addr};
+    // Connecting a UDP socket sends nothing; it only picks the source address of a route.
+    let by_route = UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("203.0.113.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .and_then(|a| match a.ip() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+            _ => None,
+        });
+    by_route
+        .or_else(|| {
+            let out = std::process::Command::new("hostname")
+                .arg("-I")
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|w| w.parse::<Ipv4Addr>().ok())
+                .find(|ip| !ip.is_loopback())
+        })
+        .expect("this test needs a non-loopback IPv4 address on this machine (none found)")
+}
+
+#[test]
+fn an_unkeyed_stream_from_another_address_is_warned_about_once_and_a_keyed_one_not() {
+    let ip = own_non_loopback_ipv4();
+    let warning = "is unauthenticated and unencrypted";
+    let dir = TempDir::new("remote-warn");
+    let key = gen_key(dir.path(), "camstream.key");
+    let key = key.to_str().unwrap();
+    for keyed in [false, true] {
+        let key_args: &[&str] = if keyed { &["--key-file", key] } else { &[] };
+        let (mut viewer, port) =
+            start_viewer(&[&["--bind", "0.0.0.0", "--frames", "20"], key_args].concat());
+        let target = format!("{ip}:{port}");
+        let mut client = Proc::start(
+            &client_bin(),
+            &[
+                &[target.as_str(), "--source", "pattern", "--size", "320x240"][..],
+                &["--fps", "0", "--frames", "20"],
+                key_args,
+            ]
+            .concat(),
+        );
+        let (status, _) = client.summary(PATIENCE);
+        assert!(status.success(), "{}", client.stderr());
+        let (status, v) = viewer.summary(PATIENCE);
+        assert!(status.success(), "{}", viewer.stderr());
+        assert_eq!(u(&v, "frames_completed"), 20, "{v}");
+        let err = viewer.stderr();
+        assert!(err.contains(&format!("from {ip}:")), "{err}");
+        let warned = err.matches(warning).count();
+        if keyed {
+            assert_eq!(warned, 0, "a keyed stream is authenticated: {err}");
+        } else {
+            assert_eq!(warned, 1, "once per run: {err}");
+            assert!(err.contains("WARN"), "{err}");
+        }
+    }
+    // From loopback, no warning either (the localhost demo stays quiet).
+    let (mut viewer, port) = start_viewer(&["--frames", "5"]);
+    let mut client = start_client(
+        port,
+        &[
+            "--source", "pattern", "--size", "320x240", "--fps", "0", "--frames", "5",
+        ],
+    );
+    assert!(client.summary(PATIENCE).0.success(), "{}", client.stderr());
+    assert!(viewer.summary(PATIENCE).0.success(), "{}", viewer.stderr());
+    assert!(!viewer.stderr().contains(warning), "{}", viewer.stderr());
 }
