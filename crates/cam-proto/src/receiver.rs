@@ -261,9 +261,10 @@ impl From<SecureError> for Refused {
             SecureError::Wire(w) => Refused::Malformed(w),
             SecureError::Replayed => Refused::Replayed,
             SecureError::NotSealed => Refused::NotSealed,
-            SecureError::Unauthenticated | SecureError::CounterExhausted | SecureError::Random => {
-                Refused::Unauthenticated
-            }
+            SecureError::Unauthenticated
+            | SecureError::CounterExhausted
+            | SecureError::Random
+            | SecureError::SessionExhausted => Refused::Unauthenticated,
             SecureError::NoCommonAead => Refused::NoCommonAead,
         }
     }
@@ -703,7 +704,7 @@ impl Receiver {
             return Some(to);
         }
         let to = self.poll_transmit_clear(now, buf)?;
-        match self.keys.as_ref().map(|k| k.seal(buf)) {
+        match self.keys.as_mut().map(|k| k.seal(buf)) {
             Some(Ok(())) => Some(to),
             // No session for the stream (cannot happen: a stream is served only after a
             // datagram authenticated): the ack is dropped, the sender probes again.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::congestion::RateController;
 use crate::rtt::RttEstimator;
-use crate::secure::{Aead, AeadSet, ClientKeys, ClientOpened, Psk, SecureError};
+use crate::secure::{Aead, AeadSet, ClientKeys, ClientOpened, Psk, RekeyLimits, SecureError};
 use crate::seq::seq_newer;
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
@@ -46,6 +46,8 @@ pub struct SenderConfig {
     pub psk: Option<Psk>,
     /// Keyed mode: the AEADs offered (what this machine runs fast, by default).
     pub aeads: AeadSet,
+    /// Keyed mode: when a working session is replaced by a new handshake.
+    pub rekey: RekeyLimits,
 }
 
 impl Default for SenderConfig {
@@ -60,6 +62,7 @@ impl Default for SenderConfig {
             pacing: true,
             psk: None,
             aeads: AeadSet::fast_here(),
+            rekey: RekeyLimits::default(),
         }
     }
 }
@@ -209,7 +212,7 @@ impl Sender {
         let keys = config
             .psk
             .clone()
-            .map(|psk| ClientKeys::with_aeads(psk, config.aeads));
+            .map(|psk| ClientKeys::with_aeads(psk, config.aeads).with_rekey(config.rekey));
         Sender {
             config,
             stream_id,
@@ -420,8 +423,8 @@ impl Sender {
             Ok(ClientOpened::Data) => self
                 .handle_datagram_inner(now, &clear)
                 .map_err(SecureError::from),
-            Ok(ClientOpened::Established { rekey }) => {
-                if rekey {
+            Ok(ClientOpened::Established { viewer_silent }) => {
+                if viewer_silent {
                     // The viewer may have restarted without these frames: ask where they stand.
                     for frame in self.in_flight.iter_mut() {
                         frame.probe_pending = true;
@@ -680,7 +683,7 @@ impl Sender {
         if !keys.can_seal(self.next_pn) || !self.poll_transmit_clear(now, buf) {
             return false;
         }
-        let sealed = self.keys.as_ref().map(|k| k.seal(buf));
+        let sealed = self.keys.as_mut().map(|k| k.seal(buf));
         match sealed {
             Some(Ok(())) => {
                 self.stats.bytes_sent += TAG_LEN as u64;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cam_proto::receiver::{Receiver, ReceiverConfig, ReceiverEvent, ReceiverStats, Refused};
-use cam_proto::secure::{Aead, AeadSet, Psk, SecureError, REPLAY_WINDOW};
+use cam_proto::secure::{Aead, AeadSet, Psk, RekeyLimits, SecureError, REPLAY_WINDOW};
 use cam_proto::sender::{OutgoingFrame, Sender, SenderConfig};
 use cam_proto::sim::Link;
 use cam_proto::wire::{Kind, Packet, FLAG_SEALED, HEADER_LEN, TAG_LEN};
@@ -47,6 +47,21 @@ impl Ends {
         offer: AeadSet,
         accept: AeadSet,
     ) -> Ends {
+        Ends::build(client, viewer, offer, accept, RekeyLimits::default())
+    }
+
+    fn with_rekey(key: Psk, rekey: RekeyLimits) -> Ends {
+        let here = AeadSet::fast_here();
+        Ends::build(Some(key.clone()), Some(key), here, here, rekey)
+    }
+
+    fn build(
+        client: Option<Psk>,
+        viewer: Option<Psk>,
+        offer: AeadSet,
+        accept: AeadSet,
+        rekey: RekeyLimits,
+    ) -> Ends {
         Ends {
             sender: Sender::new(
                 0x5eed,
@@ -55,6 +70,7 @@ impl Ends {
                     chunk_size: 500,
                     psk: client,
                     aeads: offer,
+                    rekey,
                     ..SenderConfig::default()
                 },
             ),
@@ -253,6 +269,56 @@ fn the_viewer_picks_aes_only_when_both_ends_offer_it() {
         ends.receiver.stats().datagrams_received > 1,
         "HELLOs are sent again"
     );
+}
+
+/// Sessions are replaced while the stream runs (here every 40 sealed datagrams, as every
+/// 2²² in real use): no frame is lost or refused on the way.
+#[test]
+fn a_session_that_sealed_its_share_is_replaced_without_losing_a_frame() {
+    let rekey = RekeyLimits {
+        after_time: Duration::from_secs(3600),
+        after_packets: 40,
+    };
+    let mut ends = Ends::with_rekey(key(3), rekey);
+    ends.run(200, Duration::from_secs(30));
+    assert_eq!(ends.delivered.len(), 200);
+    for (i, (seq, data)) in ends.delivered.iter().enumerate() {
+        assert_eq!(*seq as usize, i);
+        assert!(*data == ends.sent[i], "frame {i} differs");
+    }
+    let (s, r) = (ends.sender.stats(), ends.receiver.stats());
+    let sealed = ends.sealed_to_viewer().len() as u64;
+    assert!(
+        s.handshakes >= sealed / 45,
+        "{} handshakes for {sealed} sealed datagrams",
+        s.handshakes
+    );
+    assert_eq!(r.handshakes, s.handshakes);
+    assert_eq!((r.datagrams_invalid, s.datagrams_invalid), (0, 0));
+    assert_eq!(s.frames_timed_out, 0);
+}
+
+/// A session is also replaced after `after_time`, idle or not, and the stream goes on.
+#[test]
+fn a_session_is_replaced_after_its_time() {
+    let rekey = RekeyLimits {
+        after_time: Duration::from_secs(2),
+        after_packets: u64::MAX,
+    };
+    let mut ends = Ends::with_rekey(key(3), rekey);
+    ends.run(5, Duration::from_secs(1));
+    assert_eq!(ends.delivered.len(), 5);
+    assert_eq!(ends.sender.stats().handshakes, 1);
+    let established = ends.now;
+    let due = ends.sender.poll_timeout().expect("the rekey timer");
+    assert!(due <= established + Duration::from_secs(2), "{due:?}");
+    ends.now = due;
+    ends.sender.handle_timeout(ends.now);
+    ends.pump();
+    assert_eq!(ends.sender.stats().handshakes, 2, "a new session");
+    ends.run(10, Duration::from_secs(1));
+    assert_eq!(ends.delivered.len(), 15);
+    assert_eq!(ends.receiver.stats().datagrams_invalid, 0);
 }
 
 #[test]
@@ -796,7 +862,7 @@ fn seal_open_throughput(aeads: AeadSet) {
     let hello = HandshakeDatagram::parse(&hello).unwrap();
     let viewer = answer_hello(&psk, &rng, &hello, 0, aeads).unwrap();
     let reply = viewer.reply().to_vec();
-    let client = client
+    let mut client = client
         .finish(&psk, &reply, &HandshakeDatagram::parse(&reply).unwrap())
         .unwrap();
     let payload = vec![0x5a; 1200];

@@ -36,6 +36,16 @@ impl Aead {
         }
     }
 
+    /// Datagrams one key may seal: AES-GCM's confidentiality limit for packets of up to
+    /// 2¹⁶ bytes is 2²³ (RFC 9001, section 6.6, after Bellare-Tackmann); ChaCha20-Poly1305's
+    /// is beyond any packet number (`MAX_PACKET_NUMBER` applies).
+    pub fn seal_limit(self) -> u64 {
+        match self {
+            Aead::ChaCha20Poly1305 => u64::MAX,
+            Aead::Aes256Gcm => 1 << 23,
+        }
+    }
+
     pub(crate) fn algorithm(self) -> &'static aead::Algorithm {
         match self {
             Aead::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,

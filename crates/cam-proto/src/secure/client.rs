@@ -1,12 +1,13 @@
 //! The client's keyed state: handshakes (started at once, sent again on the probe backoff,
-//! started anew when the viewer has been silent for a while), the current and previous
-//! sessions, sealing and opening. `Sender` holds one of these when it has a key.
+//! started anew when the viewer has been silent for a while, and every `RekeyLimits`), the
+//! current and previous sessions, sealing and opening. `Sender` holds one of these when it
+//! has a key.
 
 use std::time::{Duration, Instant};
 
 use ring::rand::SystemRandom;
 
-use super::{Aead, AeadSet, ClientHandshake, HelloKey, Psk, SecureError, Session};
+use super::{Aead, AeadSet, ClientHandshake, HelloKey, Psk, RekeyLimits, SecureError, Session};
 use crate::sender::probe_interval;
 use crate::wire::{CommonRepr, HandshakeDatagram, Kind, Packet, SealedRepr, FLAG_SEALED};
 
@@ -20,8 +21,9 @@ pub const REHANDSHAKE_AFTER: Duration = Duration::from_secs(1);
 pub enum ClientOpened {
     /// A sealed datagram, opened into the caller's buffer as the clear datagram it was.
     Data,
-    /// A HELLO_REPLY that completed a handshake (`rekey`: one before it had completed too).
-    Established { rekey: bool },
+    /// A HELLO_REPLY that completed a handshake. `viewer_silent`: it was started because the
+    /// viewer had gone silent (it may have restarted and lost frames in flight).
+    Established { viewer_silent: bool },
     /// A copy of the reply that set up the current session: nothing to do.
     DuplicateReply,
 }
@@ -31,6 +33,7 @@ pub struct ClientKeys {
     psk: Psk,
     hello_key: HelloKey,
     offer: AeadSet,
+    rekey: RekeyLimits,
     rng: SystemRandom,
     handshake: Option<ClientHandshake>,
     next_number: u32,
@@ -38,8 +41,12 @@ pub struct ClientKeys {
     hello_at: Option<Instant>,
     hellos_unanswered: u32,
     current: Option<Session>,
+    /// When the current session was set up.
+    current_since: Option<Instant>,
     previous: Option<Session>,
     last_heard: Option<Instant>,
+    /// The handshake in progress was started because the viewer went silent.
+    after_silence: bool,
     /// Handshakes completed.
     pub handshakes: u64,
     /// Handshakes that could not start: the system's random generator failed.
@@ -59,6 +66,7 @@ impl ClientKeys {
             psk,
             hello_key,
             offer,
+            rekey: RekeyLimits::default(),
             rng: SystemRandom::new(),
             handshake: None,
             next_number: 0,
@@ -66,8 +74,10 @@ impl ClientKeys {
             hello_at: None,
             hellos_unanswered: 0,
             current: None,
+            current_since: None,
             previous: None,
             last_heard: None,
+            after_silence: false,
             handshakes: 0,
             random_failures: 0,
         };
@@ -78,6 +88,24 @@ impl ClientKeys {
     /// A session is up: data may be sealed.
     pub fn is_established(&self) -> bool {
         self.current.is_some()
+    }
+
+    /// Replaces the limits after which a working session is replaced by a new handshake.
+    pub fn with_rekey(mut self, rekey: RekeyLimits) -> ClientKeys {
+        self.rekey = rekey;
+        self
+    }
+
+    /// The current session is old enough, or has sealed enough, to be replaced.
+    fn rekey_due(&self, now: Instant) -> bool {
+        self.handshake.is_none()
+            && (self
+                .current
+                .as_ref()
+                .is_some_and(|s| s.sealed() >= self.rekey.after_packets)
+                || self
+                    .current_since
+                    .is_some_and(|t| now >= t + self.rekey.after_time))
     }
 
     /// The AEAD of the current session.
@@ -120,6 +148,10 @@ impl ClientKeys {
                     log::debug!("no authenticated answer from the viewer lately: new handshake");
                 }
                 self.start_handshake();
+                self.after_silence = true;
+            } else if self.rekey_due(now) {
+                log::debug!("session due for new keys: new handshake");
+                self.start_handshake();
             }
             return;
         }
@@ -134,8 +166,14 @@ impl ClientKeys {
             Some(_) => self.hello_at,
             // Only after the random generator failed: tried again at the next timer.
             None if self.current.is_none() => None,
-            None if busy => self.last_heard.map(|t| t + rehandshake_after(pto)),
-            None => None,
+            None => {
+                let silent = self
+                    .last_heard
+                    .filter(|_| busy)
+                    .map(|t| t + rehandshake_after(pto));
+                let rekey = self.current_since.map(|t| t + self.rekey.after_time);
+                silent.into_iter().chain(rekey).min()
+            }
         }
     }
 
@@ -149,6 +187,11 @@ impl ClientKeys {
         pn: u64,
         buf: &mut Vec<u8>,
     ) -> bool {
+        if self.rekey_due(now) {
+            // The session sealed its share: the new handshake goes out before the next datagram.
+            log::debug!("session due for new keys: new handshake");
+            self.start_handshake();
+        }
         let Some(handshake) = self.handshake.as_ref().filter(|_| self.hello_due) else {
             return false;
         };
@@ -161,13 +204,13 @@ impl ClientKeys {
 
     /// True when a datagram with packet number `pn` can be sealed now.
     pub fn can_seal(&self, pn: u64) -> bool {
-        self.current.is_some() && Session::can_seal(pn)
+        self.current.as_ref().is_some_and(Session::has_seals_left) && Session::can_seal(pn)
     }
 
     /// Seals a clear datagram with the current session.
-    pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
+    pub fn seal(&mut self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
         self.current
-            .as_ref()
+            .as_mut()
             .ok_or(SecureError::Unauthenticated)?
             .seal(datagram)
     }
@@ -230,19 +273,20 @@ impl ClientKeys {
         };
         match handshake.finish(&self.psk, bytes, &reply) {
             Ok(session) => {
-                let rekey = self.current.is_some();
+                let viewer_silent = std::mem::take(&mut self.after_silence);
                 let aead = session.aead();
-                if rekey {
+                if self.current.is_some() {
                     log::debug!("new handshake complete ({aead})");
                 } else {
                     log::info!("keyed session with the viewer up ({aead})");
                 }
                 self.previous = self.current.replace(session);
+                self.current_since = Some(now);
                 self.last_heard = Some(now);
                 self.hello_due = false;
                 self.hello_at = None;
                 self.handshakes += 1;
-                Ok(ClientOpened::Established { rekey })
+                Ok(ClientOpened::Established { viewer_silent })
             }
             Err(e) => {
                 // The ephemeral key is spent: a new handshake, at once.

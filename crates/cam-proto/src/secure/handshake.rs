@@ -329,9 +329,9 @@ mod tests {
             ),
             (AeadSet::AES_256_GCM, AeadSet::ALL, Aead::Aes256Gcm),
         ] {
-            let (client, viewer) = handshake_with(&psk, &psk, offer, accept).unwrap();
+            let (mut client, mut viewer) = handshake_with(&psk, &psk, offer, accept).unwrap();
             assert_eq!((client.aead(), viewer.aead()), (chosen, chosen));
-            data_flows_both_ways(&client, &viewer);
+            data_flows_both_ways(&mut client, &mut viewer);
         }
         assert_eq!(
             handshake_with(&psk, &psk, AeadSet::CHACHA20_POLY1305, AeadSet::AES_256_GCM).err(),
@@ -339,7 +339,7 @@ mod tests {
         );
     }
 
-    fn data_flows_both_ways(client: &Session, viewer: &Session) {
+    fn data_flows_both_ways(client: &mut Session, viewer: &mut Session) {
         assert_eq!(client.viewer_public(), viewer.viewer_public());
         let mut probe = Vec::new();
         Datagram {

@@ -20,6 +20,8 @@ pub use handshake::{answer_hello, ClientHandshake, HelloKey};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use viewer::{ViewerKeys, ViewerOpened, MAX_PENDING_SESSIONS};
 
+use std::time::Duration;
+
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
 
 use crate::wire::{
@@ -34,6 +36,31 @@ pub const PSK_LEN: usize = 32;
 /// never come near wrapping (WireGuard's `REKEY_AFTER_MESSAGES`). At a million datagrams a
 /// second it is 36,000 years away; reaching it means a bug, and the datagram is refused.
 pub const MAX_PACKET_NUMBER: u64 = 1 << 60;
+
+/// When a client starts a new handshake although its session works: after this long (as
+/// WireGuard's `REKEY_AFTER_TIME`), so that a session key taken from memory exposes minutes
+/// of a stream, not hours.
+pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
+/// ... or after sealing this many datagrams in one session: half of AES-256-GCM's
+/// confidentiality limit (`Aead::seal_limit`), leaving the other half for the new handshake
+/// to complete. At a million datagrams a second that is every 4 s.
+pub const REKEY_AFTER_PACKETS: u64 = 1 << 22;
+
+/// When a client starts a new handshake with a working session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyLimits {
+    pub after_time: Duration,
+    pub after_packets: u64,
+}
+
+impl Default for RekeyLimits {
+    fn default() -> Self {
+        RekeyLimits {
+            after_time: REKEY_AFTER_TIME,
+            after_packets: REKEY_AFTER_PACKETS,
+        }
+    }
+}
 
 /// The pre-shared key both ends hold. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,6 +97,8 @@ pub enum SecureError {
     CounterExhausted,
     #[error("the system's random number generator failed")]
     Random,
+    #[error("this session's key has sealed as many datagrams as its AEAD allows")]
+    SessionExhausted,
     #[error("the client offers no AEAD this viewer accepts")]
     NoCommonAead,
 }
@@ -85,6 +114,8 @@ pub enum Role {
 /// The keys of one handshake, one end's view of them, and its replay window.
 pub struct Session {
     aead: Aead,
+    /// Datagrams sealed with `seal_key`, against the AEAD's limit.
+    sealed: u64,
     seal_key: LessSafeKey,
     open_key: LessSafeKey,
     replay: ReplayWindow,
@@ -130,6 +161,7 @@ impl Session {
         };
         Session {
             aead,
+            sealed: 0,
             seal_key,
             open_key,
             replay: ReplayWindow::new(),
@@ -143,6 +175,16 @@ impl Session {
     /// The AEAD the handshake chose.
     pub fn aead(&self) -> Aead {
         self.aead
+    }
+
+    /// Datagrams this session has sealed.
+    pub fn sealed(&self) -> u64 {
+        self.sealed
+    }
+
+    /// True while this session's key may seal more (see `Aead::seal_limit`).
+    pub fn has_seals_left(&self) -> bool {
+        self.sealed < self.aead.seal_limit()
     }
 
     pub fn client_public(&self) -> &[u8; PUBLIC_KEY_LEN] {
@@ -169,12 +211,16 @@ impl Session {
     /// `SEALED_KIND` and the 16-byte tag is appended, so a sealed datagram is its clear one
     /// plus the tag, with the routing fields where they were. The nonce is the packet
     /// number, so the caller must never seal two datagrams with one number.
-    pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
+    pub fn seal(&mut self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
         let packet = Packet::new_checked(&datagram[..])?;
         let (pn, kind) = (packet.packet_number(), packet.kind_raw());
         if !Self::can_seal(pn) {
             return Err(SecureError::CounterExhausted);
         }
+        if !self.has_seals_left() {
+            return Err(SecureError::SessionExhausted);
+        }
+        self.sealed += 1;
         datagram.push(kind);
         let mut packet = Packet::new_unchecked(&mut datagram[..]);
         packet.set_kind_raw(KIND_SEALED);
@@ -280,7 +326,7 @@ mod tests {
     #[test]
     fn seal_then_open_gives_the_clear_datagram_back() {
         for aead in [Aead::ChaCha20Poly1305, Aead::Aes256Gcm] {
-            let (client, mut viewer) = pair_with(aead);
+            let (mut client, mut viewer) = pair_with(aead);
             let clear = header_datagram(42);
             let mut sealed = clear.clone();
             client.seal(&mut sealed).unwrap();
@@ -304,7 +350,7 @@ mod tests {
             );
         }
         // The same key bytes under the other AEAD open nothing.
-        let (client, _) = pair_with(Aead::Aes256Gcm);
+        let (mut client, _) = pair_with(Aead::Aes256Gcm);
         let (_, viewer) = pair_with(Aead::ChaCha20Poly1305);
         let mut sealed = header_datagram(1);
         client.seal(&mut sealed).unwrap();
@@ -316,7 +362,7 @@ mod tests {
 
     #[test]
     fn counter_limit_is_refused_both_ways() {
-        let (client, viewer) = pair();
+        let (mut client, viewer) = pair();
         let mut ok = header_datagram(MAX_PACKET_NUMBER - 1);
         client.seal(&mut ok).unwrap();
         let mut out = Vec::new();
@@ -339,8 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn an_aes_key_seals_no_more_than_its_confidentiality_limit() {
+        let (mut client, mut viewer) = pair_with(Aead::Aes256Gcm);
+        client.sealed = Aead::Aes256Gcm.seal_limit() - 1;
+        let mut last = header_datagram(5);
+        client.seal(&mut last).unwrap();
+        assert!(!client.has_seals_left());
+        let mut over = header_datagram(6);
+        assert_eq!(client.seal(&mut over), Err(SecureError::SessionExhausted));
+        assert_eq!(over, header_datagram(6), "nothing sealed");
+        // Opening is not limited: what was sealed in time still arrives.
+        assert!(viewer.open(&last, &mut Vec::new()).is_ok());
+        viewer.sealed = u64::MAX - 1;
+        assert!(viewer.seal(&mut header_datagram(7)).is_err());
+        let (mut chacha, _) = pair_with(Aead::ChaCha20Poly1305);
+        chacha.sealed = Aead::Aes256Gcm.seal_limit() * 1000;
+        assert!(
+            chacha.seal(&mut header_datagram(8)).is_ok(),
+            "no such limit"
+        );
+    }
+
+    #[test]
     fn truncated_and_clear_datagrams_are_refused() {
-        let (client, viewer) = pair();
+        let (mut client, viewer) = pair();
         let mut sealed = header_datagram(1);
         client.seal(&mut sealed).unwrap();
         let mut out = Vec::new();

@@ -216,9 +216,9 @@ impl ViewerKeys {
     }
 
     /// Seals a clear datagram for the stream being served.
-    pub fn seal(&self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
+    pub fn seal(&mut self, datagram: &mut Vec<u8>) -> Result<(), SecureError> {
         self.active
-            .as_ref()
+            .as_mut()
             .ok_or(SecureError::Unauthenticated)?
             .current
             .seal(datagram)
