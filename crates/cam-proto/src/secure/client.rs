@@ -96,16 +96,21 @@ impl ClientKeys {
         self
     }
 
-    /// The current session is old enough, or has sealed enough, to be replaced.
-    fn rekey_due(&self, now: Instant) -> bool {
-        self.handshake.is_none()
+    /// Starts a new handshake when none is in progress and the current session is old
+    /// enough, or has sealed enough, to be replaced.
+    fn rekey_if_due(&mut self, now: Instant) {
+        let due = self.handshake.is_none()
             && (self
                 .current
                 .as_ref()
                 .is_some_and(|s| s.sealed() >= self.rekey.after_packets)
                 || self
                     .current_since
-                    .is_some_and(|t| now >= t + self.rekey.after_time))
+                    .is_some_and(|t| now >= t + self.rekey.after_time));
+        if due {
+            log::debug!("session due for new keys: new handshake");
+            self.start_handshake();
+        }
     }
 
     /// The AEAD of the current session.
@@ -149,9 +154,8 @@ impl ClientKeys {
                 }
                 self.start_handshake();
                 self.after_silence = true;
-            } else if self.rekey_due(now) {
-                log::debug!("session due for new keys: new handshake");
-                self.start_handshake();
+            } else {
+                self.rekey_if_due(now);
             }
             return;
         }
@@ -187,11 +191,8 @@ impl ClientKeys {
         pn: u64,
         buf: &mut Vec<u8>,
     ) -> bool {
-        if self.rekey_due(now) {
-            // The session sealed its share: the new handshake goes out before the next datagram.
-            log::debug!("session due for new keys: new handshake");
-            self.start_handshake();
-        }
+        // A session that sealed its share: the new HELLO goes out before the next datagram.
+        self.rekey_if_due(now);
         let Some(handshake) = self.handshake.as_ref().filter(|_| self.hello_due) else {
             return false;
         };

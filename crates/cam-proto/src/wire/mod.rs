@@ -160,6 +160,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
+    /// What clear and sealed datagrams both start with: a whole common header, the magic,
+    /// this version, and `flags`.
+    fn check_prefix(&self, flags: u8) -> Result<()> {
+        self.check_len()?;
+        if self.magic() != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if self.version() != VERSION {
+            return Err(WireError::BadVersion(self.version()));
+        }
+        if self.flags() != flags {
+            return Err(WireError::BadFlags(self.flags()));
+        }
+        Ok(())
+    }
+
     pub fn into_inner(self) -> T {
         self.buffer
     }
@@ -233,19 +249,10 @@ impl SealedRepr {
     /// bytes after `SEALED_KIND` zero, and room for at least a frame seq and a tag. Only this
     /// is checked; the rest is ciphertext until it is opened.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<SealedRepr> {
-        packet.check_len()?;
         if packet.buffer.as_ref().len() < SEALED_MIN_LEN {
             return Err(WireError::Truncated);
         }
-        if packet.magic() != MAGIC {
-            return Err(WireError::BadMagic);
-        }
-        if packet.version() != VERSION {
-            return Err(WireError::BadVersion(packet.version()));
-        }
-        if packet.flags() != FLAG_SEALED {
-            return Err(WireError::BadFlags(packet.flags()));
-        }
+        packet.check_prefix(FLAG_SEALED)?;
         if packet.kind_raw() != KIND_SEALED {
             return Err(WireError::BadKind(packet.kind_raw()));
         }
@@ -276,20 +283,7 @@ pub struct CommonRepr {
 impl CommonRepr {
     /// The common header of a clear datagram (flags 0).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<CommonRepr> {
-        Self::parse_with_flags(packet, 0)
-    }
-
-    fn parse_with_flags<T: AsRef<[u8]>>(packet: &Packet<T>, flags: u8) -> Result<CommonRepr> {
-        packet.check_len()?;
-        if packet.magic() != MAGIC {
-            return Err(WireError::BadMagic);
-        }
-        if packet.version() != VERSION {
-            return Err(WireError::BadVersion(packet.version()));
-        }
-        if packet.flags() != flags {
-            return Err(WireError::BadFlags(packet.flags()));
-        }
+        packet.check_prefix(0)?;
         if packet.reserved() != [0; 3] {
             return Err(WireError::BadReserved);
         }
