@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cam_proto::secure::keyfile::read_key_file;
+use cam_proto::secure::keyfile::key_from_options;
 use cam_proto::secure::AeadChoice;
 use cam_proto::secure::Psk;
 use cam_proto::sim::SimulateArgs;
@@ -191,19 +191,11 @@ pub const MIN_CHUNK_SIZE: usize = 16;
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config> {
-        if args.aead.is_some() && args.key_file.is_none() {
-            bail!("--aead chooses the cipher of keyed mode; it needs --key-file FILE (or CAMSTREAM_KEY_FILE) on both sides");
-        }
-        if args.key_file.is_some() && args.protocol == Protocol::Classic {
-            bail!("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted");
-        }
-        let psk = match &args.key_file {
-            Some(path) => {
-                log::info!("reading the key from {}", path.display());
-                Some(read_key_file(path)?)
-            }
-            None => None,
-        };
+        let psk = key_from_options(
+            args.key_file.as_deref(),
+            args.aead.is_some(),
+            args.protocol == Protocol::Classic,
+        )?;
         let chunk_size = match args.protocol {
             Protocol::Classic => crate::classic::checked_chunk_size(args.chunk_size)?,
             Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,

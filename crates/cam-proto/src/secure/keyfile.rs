@@ -107,6 +107,35 @@ pub fn read_key_file(path: &Path) -> Result<Psk, KeyFileError> {
     KeyText::parse(path, &bytes)?.into_psk()
 }
 
+/// Why the keyed-mode options of a program do not go together, or its key cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyOptionsError {
+    #[error("--aead chooses the cipher of keyed mode; it needs --key-file FILE (or CAMSTREAM_KEY_FILE) on both sides")]
+    AeadWithoutKey,
+    #[error("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted")]
+    KeyWithClassic,
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+}
+
+/// The keyed-mode options both programs take (`--key-file`, `--aead`, with `--protocol
+/// classic` or not), checked together; the key, read, when there is a key file.
+pub fn key_from_options(
+    key_file: Option<&Path>,
+    aead_given: bool,
+    classic: bool,
+) -> Result<Option<Psk>, KeyOptionsError> {
+    match key_file {
+        None if aead_given => Err(KeyOptionsError::AeadWithoutKey),
+        None => Ok(None),
+        Some(_) if classic => Err(KeyOptionsError::KeyWithClassic),
+        Some(path) => {
+            log::info!("reading the key from {}", path.display());
+            Ok(Some(read_key_file(path)?))
+        }
+    }
+}
+
 /// Argon2id(passphrase, fixed application salt) → 32 bytes.
 pub fn stretch_passphrase(phrase: &str) -> Result<Psk, KeyFileError> {
     use argon2::{Algorithm, Argon2, Params, Version};
@@ -185,6 +214,25 @@ mod tests {
 
     fn parse(text: &str) -> Result<KeyText, KeyFileError> {
         KeyText::parse(Path::new("k"), text.as_bytes())
+    }
+
+    #[test]
+    fn keyed_options_go_together_or_say_why_not() {
+        assert!(matches!(key_from_options(None, false, false), Ok(None)));
+        assert!(matches!(key_from_options(None, false, true), Ok(None)));
+        let no_key = key_from_options(None, true, false).unwrap_err();
+        assert!(matches!(no_key, KeyOptionsError::AeadWithoutKey));
+        assert!(no_key.to_string().contains("needs --key-file"), "{no_key}");
+        let classic = key_from_options(Some(Path::new("k")), false, true).unwrap_err();
+        assert!(matches!(classic, KeyOptionsError::KeyWithClassic));
+        assert!(classic.to_string().contains("--protocol camstream only"));
+        let missing = Path::new("/nonexistent/camstream.key");
+        let unreadable = key_from_options(Some(missing), true, false).unwrap_err();
+        assert!(matches!(
+            unreadable,
+            KeyOptionsError::KeyFile(KeyFileError::Read { .. })
+        ));
+        assert!(unreadable.to_string().contains("cannot read key file"));
     }
 
     #[test]
