@@ -376,20 +376,19 @@ impl Receiver {
         self.stats.handshakes = keys.handshakes;
         let result = match opened {
             Ok(ViewerOpened::Hello) => Ok(()),
-            Ok(ViewerOpened::Data { pending }) => {
-                let stream_id = Datagram::parse(&clear).map(|d| d.common.stream_id);
-                match stream_id {
-                    // The usual rules decide whether this stream is served; only then does
-                    // its new session become the stream's.
-                    Ok(id) => self.select_stream(now, remote, id).and_then(|()| {
+            Ok(ViewerOpened::Data { pending }) => match Datagram::parse(&clear) {
+                // The usual rules decide whether this stream is served; only then does its
+                // new session become the stream's.
+                Ok(datagram) => self
+                    .select_stream(now, remote, datagram.common.stream_id)
+                    .and_then(|()| {
                         if let (Some(i), Some(keys)) = (pending, self.keys.as_mut()) {
                             keys.promote(i);
                         }
-                        self.handle_clear(now, remote, &clear)
+                        self.handle_parsed(now, remote, datagram)
                     }),
-                    Err(e) => Err(Refused::Malformed(e)),
-                }
-            }
+                Err(e) => Err(Refused::Malformed(e)),
+            },
             Err(e) => Err(Refused::from(e)),
         };
         self.scratch = clear;
@@ -403,6 +402,16 @@ impl Receiver {
         bytes: &[u8],
     ) -> Result<(), Refused> {
         let datagram = Datagram::parse(bytes)?;
+        self.handle_parsed(now, remote, datagram)
+    }
+
+    /// A clear datagram (or an opened one), parsed once by the caller.
+    fn handle_parsed(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        datagram: Datagram<'_>,
+    ) -> Result<(), Refused> {
         let common = datagram.common;
         let declared_len = match &datagram.body {
             Body::Header(h) => Some(h.total_len),
