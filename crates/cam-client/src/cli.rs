@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cam_proto::secure::keyfile::key_from_options;
+use cam_net::keys::{key_from_options, AeadArg};
+use cam_net::simulate::SimulateArgs;
 use cam_proto::secure::AeadChoice;
 use cam_proto::secure::Psk;
-use cam_proto::sim::SimulateArgs;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
 use clap::Parser;
 
@@ -138,7 +138,7 @@ pub struct Args {
     /// others restrict this end to one cipher, to measure it or to try the fallback.
     /// [default: auto]
     #[arg(long, value_enum, value_name = "CIPHER")]
-    pub aead: Option<AeadChoice>,
+    pub aead: Option<AeadArg>,
 
     #[command(flatten)]
     pub simulate: SimulateArgs,
@@ -247,7 +247,7 @@ impl Config {
             protocol: args.protocol,
             simulate: args.simulate,
             psk,
-            aead: args.aead.unwrap_or_default(),
+            aead: args.aead.map(AeadChoice::from).unwrap_or_default(),
         })
     }
 }

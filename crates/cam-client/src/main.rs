@@ -23,7 +23,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.gen_key {
-        cam_proto::secure::keyfile::generate_key_file(path)?;
+        cam_net::keys::generate_key_file(path)?;
         eprintln!(
             "cam-client: wrote a new key to {0}. Copy it to the viewer's machine (e.g. scp), then run \
              cam-viewer --key-file {0} there and cam-client --key-file {0} here.",

@@ -8,6 +8,7 @@ pub mod adapt;
 pub mod assembler;
 pub mod classic;
 pub mod congestion;
+pub mod machine;
 pub mod receiver;
 pub mod rtt;
 pub mod secure;

@@ -60,12 +60,13 @@ pub struct LinkStats {
     pub reordered: u64,
 }
 
-/// One direction of a simulated link.
+/// One direction of a simulated link. Each datagram travels with its destination `A`, so a
+/// delayed one reaches the address it was sent to, whatever else has happened since.
 #[derive(Debug)]
-pub struct Link {
+pub struct Link<A = ()> {
     config: Impairment,
     rng: SmallRng,
-    in_flight: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<(Instant, u64, InFlight<A>)>>,
     order: u64,
     bottleneck_free_at: Option<Instant>,
     stats: LinkStats,
@@ -74,8 +75,41 @@ pub struct Link {
 /// How far a reordered datagram is held back.
 const REORDER_HOLD: Duration = Duration::from_millis(3);
 
-impl Link {
-    pub fn new(config: Impairment) -> Link {
+/// A datagram on the link; ordered by the (time, order) before it, never by itself.
+#[derive(Debug)]
+struct InFlight<A>(A, Vec<u8>);
+
+impl<A> PartialEq for InFlight<A> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<A> Eq for InFlight<A> {}
+impl<A> PartialOrd for InFlight<A> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<A> Ord for InFlight<A> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Link<()> {
+    /// Offers a datagram to the link at `now` (a link with one destination).
+    pub fn send(&mut self, now: Instant, datagram: &[u8]) {
+        self.send_to(now, (), datagram);
+    }
+
+    /// The next datagram due by `now`, if any.
+    pub fn poll_deliver(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.poll_deliver_to(now).map(|((), d)| d)
+    }
+}
+
+impl<A: Clone> Link<A> {
+    pub fn new(config: Impairment) -> Link<A> {
         let rng = SmallRng::seed_from_u64(config.seed);
         Link {
             config,
@@ -95,8 +129,8 @@ impl Link {
         self.config.rate_bps = rate_bps;
     }
 
-    /// Offers a datagram to the link at `now`.
-    pub fn send(&mut self, now: Instant, datagram: &[u8]) {
+    /// Offers a datagram for `to` to the link at `now`.
+    pub fn send_to(&mut self, now: Instant, to: A, datagram: &[u8]) {
         self.stats.offered += 1;
         if self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss.min(1.0)) {
             self.stats.lost += 1;
@@ -119,24 +153,30 @@ impl Link {
             self.stats.reordered += 1;
             at += REORDER_HOLD;
         }
-        self.push(at, datagram.to_vec());
         if self.config.duplicate > 0.0 && self.rng.gen_bool(self.config.duplicate.min(1.0)) {
             self.stats.duplicated += 1;
-            self.push(at + Duration::from_micros(100), datagram.to_vec());
+            self.push(
+                at + Duration::from_micros(100),
+                to.clone(),
+                datagram.to_vec(),
+            );
         }
+        self.push(at, to, datagram.to_vec());
     }
 
-    fn push(&mut self, at: Instant, data: Vec<u8>) {
+    fn push(&mut self, at: Instant, to: A, data: Vec<u8>) {
         self.order += 1;
-        self.in_flight.push(Reverse((at, self.order, data)));
+        self.in_flight
+            .push(Reverse((at, self.order, InFlight(to, data))));
     }
 
-    /// The next datagram due by `now`, if any.
-    pub fn poll_deliver(&mut self, now: Instant) -> Option<Vec<u8>> {
+    /// The next datagram due by `now`, with its destination, if any.
+    pub fn poll_deliver_to(&mut self, now: Instant) -> Option<(A, Vec<u8>)> {
         match self.in_flight.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                self.in_flight.pop().map(|Reverse((_, _, data))| data)
-            }
+            Some(Reverse((at, _, _))) if *at <= now => self
+                .in_flight
+                .pop()
+                .map(|Reverse((_, _, InFlight(to, data)))| (to, data)),
             _ => None,
         }
     }
@@ -196,59 +236,5 @@ mod tests {
         })
         .last();
         assert_eq!(last, Some(now + Duration::from_millis(11)));
-    }
-}
-
-/// The `--simulate-*` flags both programs take: impair what *this* program sends.
-#[cfg(feature = "clap")]
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SimulateArgs {
-    /// Drop this percentage of outgoing datagrams (seeded, for demos and tests).
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, default_value = "0")]
-    pub simulate_loss: f64,
-    /// Deliver this percentage of outgoing datagrams twice.
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, default_value = "0")]
-    pub simulate_dup: f64,
-    /// Hold back this percentage of outgoing datagrams behind later ones.
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, default_value = "0")]
-    pub simulate_reorder: f64,
-    /// Delay every outgoing datagram by this many milliseconds (one way).
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub simulate_delay: u64,
-    /// Limit the outgoing rate to this many kbit/s, through a drop-tail queue.
-    #[arg(long, value_name = "KBPS")]
-    pub simulate_rate: Option<u64>,
-    /// Depth of that queue in milliseconds at the limited rate.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
-    pub simulate_queue_ms: u64,
-    /// Seed of the simulation, for repeatable runs.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub simulate_seed: u64,
-}
-
-#[cfg(feature = "clap")]
-impl SimulateArgs {
-    pub fn impairment(&self) -> Impairment {
-        Impairment {
-            loss: self.simulate_loss / 100.0,
-            duplicate: self.simulate_dup / 100.0,
-            reorder: self.simulate_reorder / 100.0,
-            delay: Duration::from_millis(self.simulate_delay),
-            rate_bps: self.simulate_rate.map(|k| k.saturating_mul(1000)),
-            queue: Duration::from_millis(self.simulate_queue_ms),
-            seed: self.simulate_seed,
-        }
-    }
-}
-
-#[cfg(feature = "clap")]
-fn parse_percent(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number; give a percentage such as 5"))?;
-    if (0.0..=100.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not a percentage between 0 and 100"))
     }
 }

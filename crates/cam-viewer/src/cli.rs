@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use cam_proto::secure::keyfile::key_from_options;
+use cam_net::keys::{key_from_options, AeadArg};
+use cam_net::simulate::SimulateArgs;
 use cam_proto::secure::AeadChoice;
 use cam_proto::secure::Psk;
-use cam_proto::sim::SimulateArgs;
 use clap::Parser;
 
 pub use crate::frontend::Protocol;
@@ -109,7 +109,7 @@ pub struct Args {
     /// others accept only that cipher, to measure it or to try the fallback.
     /// [default: auto]
     #[arg(long, value_enum, value_name = "CIPHER")]
-    pub aead: Option<AeadChoice>,
+    pub aead: Option<AeadArg>,
 
     #[command(flatten)]
     pub simulate: SimulateArgs,
@@ -195,7 +195,7 @@ impl Config {
             msg_port: args.msg_port,
             simulate: args.simulate,
             psk,
-            aead: args.aead.unwrap_or_default(),
+            aead: args.aead.map(AeadChoice::from).unwrap_or_default(),
         })
     }
 }

@@ -106,16 +106,13 @@ impl AeadSet {
 /// What `--aead` restricts an end to. `Auto` is what a user wants; the others exist to
 /// measure one AEAD, or to check the fallback on a machine that has AES instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AeadChoice {
     /// AES-256-GCM where both ends have AES instructions, ChaCha20-Poly1305 otherwise.
     #[default]
     Auto,
     /// Only AES-256-GCM (slow on a CPU without AES instructions).
-    #[cfg_attr(feature = "clap", value(name = "aes-256-gcm"))]
     Aes256Gcm,
     /// Only ChaCha20-Poly1305.
-    #[cfg_attr(feature = "clap", value(name = "chacha20-poly1305"))]
     ChaCha20Poly1305,
 }
 
