@@ -12,13 +12,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cam_proto::receiver::{ReceiverConfig, ReceiverEvent, ReceiverStats};
+use cam_proto::machine::{FrameReceiver, ReceiveEvent, ReceiverStats, Transmit};
+use cam_proto::receiver::ReceiverConfig;
 use cam_proto::secure::Aead;
 use cam_proto::sim::{Impairment, Link};
 use crossbeam_channel::{Sender as ChannelSender, TrySendError};
 
 use crate::frame::ReceivedFrame;
-use crate::frontend::{self, FrontEnd, Protocol};
+use crate::frontend::{self, Protocol};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
 use crate::record::{RecordSink, RecordedFrame};
 use crate::refusals::RefusalLog;
@@ -80,8 +81,8 @@ pub fn spawn(
 struct Worker {
     socket: UdpSocket,
     frames: ChannelSender<ReceivedFrame>,
-    receiver: Box<dyn FrontEnd>,
-    link: Option<Link>,
+    receiver: Box<dyn FrameReceiver>,
+    link: Option<Link<SocketAddr>>,
     pending: VecDeque<ReceivedFrame>,
     config: WorkerConfig,
     report: WorkerReport,
@@ -129,10 +130,10 @@ impl Worker {
             }
             self.drain_events()?;
             self.hand_over();
-            while let Some(to) = self.receiver.poll_transmit(now, &mut out) {
+            while let Some(Transmit { to, len }) = self.receiver.poll_transmit(now, &mut out) {
                 match self.link.as_mut() {
-                    Some(link) => link.send(now, &out),
-                    None => self.transmit(&out, to),
+                    Some(link) => link.send_to(now, to, &out[..len]),
+                    None => self.transmit(&out[..len], to),
                 }
             }
             self.flush_link(now);
@@ -216,7 +217,7 @@ impl Worker {
     fn drain_events(&mut self) -> Result<()> {
         while let Some(event) = self.receiver.poll_event() {
             match event {
-                ReceiverEvent::Frame(frame) => {
+                ReceiveEvent::Frame(frame) => {
                     self.report.last_frame_at = Some(frame.completed_at);
                     if let Some(dir) = &self.config.save_frames {
                         self.report.frames_saved += 1;
@@ -253,7 +254,7 @@ impl Worker {
                         completed_at: frame.completed_at,
                     });
                 }
-                ReceiverEvent::StreamStarted {
+                ReceiveEvent::StreamStarted {
                     stream_id,
                     remote,
                     replaced,
@@ -271,6 +272,9 @@ impl Worker {
                         .map(|a| format!(", encrypted ({a})"))
                         .unwrap_or_default();
                     match replaced {
+                        None if self.config.protocol == Protocol::Classic => {
+                            log::info!("receiving classic images from {}", canonical(remote))
+                        }
                         Some(old) => log::info!(
                             "switched to stream {stream_id:08x} from {} (was {old:08x}){sealed}",
                             canonical(remote)
@@ -281,7 +285,7 @@ impl Worker {
                         ),
                     }
                 }
-                ReceiverEvent::Stalled { stream_id, remote } => log::info!(
+                ReceiveEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),
                     self.config.receiver.stall_after
@@ -323,11 +327,9 @@ impl Worker {
         }
     }
 
+    /// Delivers what the simulated link has due, each to the address it was sent to.
     fn flush_link(&mut self, now: Instant) {
-        let Some(to) = self.receiver.current_stream().map(|s| s.1) else {
-            return;
-        };
-        while let Some(d) = self.link.as_mut().and_then(|l| l.poll_deliver(now)) {
+        while let Some((to, d)) = self.link.as_mut().and_then(|l| l.poll_deliver_to(now)) {
             self.transmit(&d, to);
         }
     }
