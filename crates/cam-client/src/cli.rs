@@ -12,7 +12,7 @@ use cam_proto::secure::Psk;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
 use clap::Parser;
 
-pub use crate::classic::Protocol;
+pub use crate::protocol::Protocol;
 use crate::source::mjpeg::Passthrough;
 use crate::source::{SourceOptions, SourceSpec};
 
@@ -105,9 +105,11 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_in_flight: u16,
 
-    /// Exit with an error when the viewer has not answered at all within this many seconds.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-    pub give_up: f64,
+    /// Exit with an error when the viewer has not answered at all within this many seconds;
+    /// `never` waits for a viewer for as long as the run lasts (a service). A closed port on
+    /// the viewer's machine ends the wait at once, unless `never`.
+    #[arg(long, default_value = "5", value_name = "SECONDS|never", value_parser = parse_give_up)]
+    pub give_up: GiveUp,
 
     /// What to speak: camstream, or the original Python example's protocol (an 8-byte
     /// little-endian length, then 1024-byte chunks; one image at a time, each waiting for the
@@ -144,6 +146,25 @@ pub struct Args {
     pub simulate: SimulateArgs,
 }
 
+/// `--give-up`: how long to wait for a first answer from the viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    After(Duration),
+    Never,
+}
+
+fn parse_give_up(s: &str) -> Result<GiveUp, String> {
+    if s.eq_ignore_ascii_case("never") {
+        return Ok(GiveUp::Never);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(GiveUp::After(Duration::from_secs_f64(v))),
+        _ => Err(format!(
+            "'{s}' is not a positive number of seconds, nor 'never'"
+        )),
+    }
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("'{s}' is not a size; write it as WIDTHxHEIGHT, e.g. 640x480");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
@@ -176,7 +197,7 @@ pub struct Config {
     pub ack_timeout: Option<Duration>,
     pub frame_deadline: Option<Duration>,
     pub max_in_flight: usize,
-    pub give_up: Duration,
+    pub give_up: GiveUp,
     pub protocol: Protocol,
     pub simulate: SimulateArgs,
     /// Keyed mode (`--key-file`).
@@ -197,7 +218,7 @@ impl Config {
             args.protocol == Protocol::Classic,
         )?;
         let chunk_size = match args.protocol {
-            Protocol::Classic => crate::classic::checked_chunk_size(args.chunk_size)?,
+            Protocol::Classic => crate::protocol::checked_classic_chunk_size(args.chunk_size)?,
             Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,
         };
         if args.protocol == Protocol::Camstream
@@ -216,12 +237,6 @@ impl Config {
             Some(d) => Some(Duration::from_secs_f64(d)),
             None => None,
         };
-        if !(args.give_up.is_finite() && args.give_up > 0.0) {
-            bail!(
-                "--give-up {} must be a positive number of seconds",
-                args.give_up
-            );
-        }
         if args.frames == Some(0) {
             bail!("--frames 0 would send nothing; give at least 1");
         }
@@ -243,7 +258,7 @@ impl Config {
             ack_timeout: args.ack_timeout.map(Duration::from_millis),
             frame_deadline: args.frame_deadline.map(Duration::from_millis),
             max_in_flight: usize::from(args.max_in_flight),
-            give_up: Duration::from_secs_f64(args.give_up),
+            give_up: args.give_up,
             protocol: args.protocol,
             simulate: args.simulate,
             psk,
@@ -290,6 +305,17 @@ mod tests {
         assert!(err.contains("--chunk-size"), "{err}");
         let args = Args::parse_from(["cam-client", "--chunk-size", "1200"]);
         assert!(Config::from_args(args).is_ok());
+    }
+
+    #[test]
+    fn give_up_takes_seconds_or_never() {
+        assert_eq!(parse_give_up("never"), Ok(GiveUp::Never));
+        assert_eq!(
+            parse_give_up("2.5"),
+            Ok(GiveUp::After(Duration::from_millis(2500)))
+        );
+        assert!(parse_give_up("0").is_err());
+        assert!(parse_give_up("soon").is_err());
     }
 
     #[test]

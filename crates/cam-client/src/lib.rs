@@ -2,9 +2,11 @@
 //! without starting the binary.
 
 pub mod capture;
-pub mod classic;
 pub mod cli;
+pub mod driver;
 pub mod encode;
-pub mod run;
+pub mod protocol;
 pub mod sendmsg;
 pub mod source;
+pub mod status;
+pub mod summary;

@@ -41,7 +41,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
-    let (summary, ok) = cam_client::run::run(&config, stop)?;
+    let (summary, ok) = cam_client::driver::run(&config, stop)?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(if ok {
         ExitCode::SUCCESS

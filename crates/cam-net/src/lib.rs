@@ -4,3 +4,5 @@
 
 pub mod keys;
 pub mod simulate;
+pub mod socket;
+pub mod wait;

@@ -167,8 +167,10 @@ fn window_without_display_suggests_headless() {
 }
 
 #[test]
-fn client_without_viewer_gives_up_with_a_reason() {
-    let port = common::procs::free_udp_port();
+fn client_facing_a_silent_port_gives_up_with_a_reason() {
+    // Something holds the port and never answers: only the give-up time can end the wait.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     client_bin(); // build it first: the build is not the client's time
     let started = Instant::now();
     let mut client = start_client(port, &["--source", "pattern", "--give-up", "1"]);
@@ -176,8 +178,60 @@ fn client_without_viewer_gives_up_with_a_reason() {
     let took = started.elapsed();
     eprintln!("gave up after {took:?}");
     assert!(!status.success());
+    assert!(took >= Duration::from_secs(1), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(client.stderr().contains("no answer"), "{}", client.stderr());
+}
+
+#[test]
+fn client_facing_a_closed_port_says_so_at_once() {
+    let port = common::procs::free_udp_port();
+    client_bin();
+    let started = Instant::now();
+    // A give-up time far beyond the limit below: only the refusal can end the run in time.
+    let mut client = start_client(port, &["--source", "pattern", "--give-up", "60"]);
+    let status = client.wait(PATIENCE).unwrap();
+    let took = started.elapsed();
+    eprintln!("closed port reported after {took:?}");
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let err = client.stderr();
+    assert!(err.contains("nothing is listening"), "{err}");
+    assert_eq!(err.matches("ERROR").count(), 1, "one error line: {err}");
+}
+
+#[test]
+fn client_with_give_up_never_waits_for_a_late_viewer() {
+    let port = common::procs::free_udp_port();
+    let mut client = start_client(
+        port,
+        &[
+            "--source",
+            "pattern",
+            "--fps",
+            "30",
+            "--give-up",
+            "never",
+            "--duration",
+            "60",
+        ],
+    );
+    assert!(
+        client.wait_for_stderr("still trying", PATIENCE),
+        "{}",
+        client.stderr()
+    );
+    let mut viewer = common::procs::start_viewer_on(port, &["--frames", "30"]);
+    let (status, v) = viewer.summary(PATIENCE * 2);
+    assert!(status.success(), "{}", viewer.stderr());
+    assert_eq!(u(&v, "frames_completed"), 30, "{v}");
+    assert!(client.stderr().contains("answers"), "{}", client.stderr());
+    // Logged once per change, not once per refused datagram.
+    assert_eq!(client.stderr().matches("still trying").count(), 1);
+    client.signal(2);
+    let (status, c) = client.summary(PATIENCE);
+    assert!(status.success(), "{}", client.stderr());
+    assert!(u(&c, "frames_acked") >= 30, "{c}");
 }
 
 #[test]
