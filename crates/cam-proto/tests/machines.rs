@@ -34,10 +34,13 @@ struct Traits {
     repairs_loss: bool,
 }
 
+/// The two ends of one protocol, ready to talk.
+type Ends = (Box<dyn FrameSender>, Box<dyn FrameReceiver>);
+
 struct Protocol {
     name: &'static str,
     traits: Traits,
-    build: fn() -> (Box<dyn FrameSender>, Box<dyn FrameReceiver>),
+    build: fn() -> Ends,
 }
 
 const PROTOCOLS: &[Protocol] = &[
