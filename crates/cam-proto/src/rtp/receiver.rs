@@ -68,6 +68,8 @@ impl Default for RtpReceiverConfig {
 const MAX_DROPOUT: i64 = 3000;
 /// Quantization tables remembered per stream for Q 128–254.
 const MAX_CACHED_TABLES: usize = 16;
+/// Missing packets remembered per stream for NACKs.
+const MAX_MISSING: usize = 2048;
 /// Packets named per NACK datagram at most (each item covers 17).
 const MAX_NACK_ITEMS: usize = 32;
 
@@ -245,6 +247,8 @@ pub struct RtpReceiver {
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     stats: ReceiverStats,
     nacks_sent: u64,
+    /// SRs from SSRCs not seen yet: SSRC, from, when, NTP, RTP time.
+    early_reports: VecDeque<(u32, SocketAddr, Instant, u64, u32)>,
 }
 
 impl RtpReceiver {
@@ -262,6 +266,7 @@ impl RtpReceiver {
             transmits: VecDeque::new(),
             stats: ReceiverStats::default(),
             nacks_sent: 0,
+            early_reports: VecDeque::new(),
         }
     }
 
@@ -296,7 +301,17 @@ impl RtpReceiver {
                 replaced = Some(old.ssrc);
             }
         }
-        self.streams.push(Stream::new(ssrc, from, seq, now));
+        let mut stream = Stream::new(ssrc, from, seq, now);
+        if let Some(k) = self.early_reports.iter().position(|r| r.0 == ssrc) {
+            if let Some((_, rtcp_from, at, ntp, rtp)) = self.early_reports.remove(k) {
+                if now < at + self.config.stall_after {
+                    stream.last_sr = Some((ntp_middle(ntp), at, ntp, rtp));
+                    stream.rtcp_peer = Some(rtcp_from);
+                    stream.next_report = Some(now);
+                }
+            }
+        }
+        self.streams.push(stream);
         self.stats.streams_started += 1;
         self.events.push_back(ReceiveEvent::StreamStarted {
             stream_id: ssrc,
@@ -446,7 +461,13 @@ impl RtpReceiver {
         stream.missing.remove(&ext);
         let delta = ext as i64 - stream.max_ext as i64;
         if delta > 0 {
-            if delta < MAX_DROPOUT {
+            if delta < MAX_DROPOUT && stream.nacking(&config) {
+                // Holes are remembered only to be asked for, and only so many.
+                while stream.missing.len() + delta as usize > MAX_MISSING {
+                    if stream.missing.pop_first().is_none() {
+                        break;
+                    }
+                }
                 for s in stream.max_ext + 1..ext {
                     stream.missing.insert(
                         s,
@@ -457,7 +478,7 @@ impl RtpReceiver {
                         },
                     );
                 }
-            } else {
+            } else if delta >= MAX_DROPOUT {
                 // A restart of the numbering, not 3000 losses.
                 stream.missing.clear();
                 stream.base_ext = ext - stream.received.min(ext);
@@ -486,7 +507,19 @@ impl RtpReceiver {
             match p {
                 RtcpRepr::SenderReport { ssrc, info, .. } => {
                     let Some(s) = self.streams.iter_mut().find(|s| s.ssrc == ssrc) else {
-                        // An SR before any media: nothing to attach it to yet.
+                        // An SR before any media (the sender's first report precedes its
+                        // first frame): kept for when the stream starts.
+                        self.early_reports.retain(|r| r.0 != ssrc);
+                        if self.early_reports.len() >= self.config.max_streams {
+                            self.early_reports.pop_front();
+                        }
+                        self.early_reports.push_back((
+                            ssrc,
+                            from,
+                            now,
+                            info.ntp,
+                            info.rtp_timestamp,
+                        ));
                         continue;
                     };
                     s.last_sr = Some((ntp_middle(info.ntp), now, info.ntp, info.rtp_timestamp));

@@ -375,29 +375,24 @@ impl FrameSender for RtpSender {
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
-        if self.report_due {
+        // A due report goes first: the first one precedes the first frame's packets, so
+        // the receiver has the clock mapping (capture times) from the first frame on.
+        if self.report_due && self.write_report(now, buf) {
             self.report_due = false;
-            if self.write_report(now, buf) {
-                self.stats.datagrams_sent += 1;
-                self.stats.bytes_sent += buf.len() as u64;
-                return Some(Transmit {
-                    to: self.peer,
-                    len: buf.len(),
-                });
-            }
-        }
-        let (bytes, again) = match self.retransmit.pop_front() {
-            Some(b) => (b, true),
-            None => (self.queue.pop_front()?, false),
-        };
-        buf.extend_from_slice(&bytes);
-        if again {
-            self.stats.retransmits += 1;
         } else {
-            self.packets_sent = self.packets_sent.wrapping_add(1);
-            self.octets_sent = self
-                .octets_sent
-                .wrapping_add((bytes.len() - RTP_HEADER_LEN) as u32);
+            let (bytes, again) = match self.retransmit.pop_front() {
+                Some(b) => (b, true),
+                None => (self.queue.pop_front()?, false),
+            };
+            buf.extend_from_slice(&bytes);
+            if again {
+                self.stats.retransmits += 1;
+            } else {
+                self.packets_sent = self.packets_sent.wrapping_add(1);
+                self.octets_sent = self
+                    .octets_sent
+                    .wrapping_add((bytes.len() - RTP_HEADER_LEN) as u32);
+            }
         }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += buf.len() as u64;
