@@ -1,0 +1,528 @@
+//! `RtpSender`: JPEG frames out as RTP/JPEG (RFC 2435), RTCP sender reports on the same
+//! port (RFC 5761), retransmission of packets a receiver names in a generic NACK (RFC 4585).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::jpeg::{check_jpeg, JpegError};
+use super::rtcp::{ntp_from_unix_us, ntp_middle, RtcpRepr, SenderInfo};
+use super::wire::{
+    is_rtcp, JpegHeaderRepr, JpegPayloadRepr, QTablesRepr, RestartRepr, RtpRepr, JPEG_CLOCK_HZ,
+    JPEG_HEADER_LEN, MAX_FRAGMENT_OFFSET, PT_JPEG, QTABLE_HEADER_LEN, RESTART_COUNT_ANY,
+    RESTART_HEADER_LEN, RTP_HEADER_LEN,
+};
+use crate::machine::{FrameSender, OutgoingFrame, SendError, SendEvent, SendStats, Transmit};
+
+/// How `RtpSender` behaves.
+#[derive(Debug, Clone)]
+pub struct RtpSenderConfig {
+    /// `None`: random, as RFC 3550 §8 asks.
+    pub ssrc: Option<u32>,
+    /// `None`: random (RFC 3550 §5.1).
+    pub initial_seq: Option<u16>,
+    /// `None`: random (RFC 3550 §5.1).
+    pub initial_timestamp: Option<u32>,
+    /// 26 is JPEG's static type; a dynamic one (96–127) needs an SDP saying so.
+    pub payload_type: u8,
+    /// Largest UDP payload: RTP header plus RTP/JPEG headers plus data. At least 200.
+    pub max_datagram: usize,
+    /// Packets kept for retransmission on NACK.
+    pub history_packets: usize,
+    /// RTCP sender reports this often (none when zero).
+    pub report_interval: Duration,
+    /// SDES CNAME sent with every report.
+    pub cname: String,
+}
+
+impl Default for RtpSenderConfig {
+    fn default() -> Self {
+        RtpSenderConfig {
+            ssrc: None,
+            initial_seq: None,
+            initial_timestamp: None,
+            payload_type: PT_JPEG,
+            max_datagram: 1400,
+            history_packets: 1024,
+            report_interval: Duration::from_secs(1),
+            cname: "camstream".into(),
+        }
+    }
+}
+
+/// What the receiver's reports said, beyond `SendStats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RtpSenderStats {
+    pub ssrc: u32,
+    pub sender_reports: u64,
+    pub receiver_reports: u64,
+    /// Fraction lost in the last report, 0–1.
+    pub fraction_lost: f64,
+    pub cumulative_lost: i64,
+    /// Interarrival jitter from the last report.
+    pub jitter: Duration,
+    pub nacks_received: u64,
+    /// Packets named in NACKs that had left the history already.
+    pub nacked_unavailable: u64,
+}
+
+/// Why `send_jpeg` refused a frame (the typed form of `send_frame`'s errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtpSendError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Jpeg(#[from] JpegError),
+}
+
+#[derive(Debug)]
+pub struct RtpSender {
+    peer: SocketAddr,
+    config: RtpSenderConfig,
+    ssrc: u32,
+    next_seq: u16,
+    ts_offset: u32,
+    /// Capture time (µs) of the first frame: the RTP clock's zero.
+    base_capture_us: Option<u64>,
+    /// The last frame's RTP timestamp, capture time and when it was queued.
+    last_frame: Option<(u32, u64, Instant)>,
+    frames: u32,
+    queue: VecDeque<Arc<[u8]>>,
+    retransmit: VecDeque<Arc<[u8]>>,
+    history: VecDeque<(u16, Arc<[u8]>)>,
+    next_report: Option<Instant>,
+    report_due: bool,
+    /// (LSR value, sent at) of recent sender reports, for RTT from report blocks.
+    sent_reports: VecDeque<(u32, Instant)>,
+    packets_sent: u32,
+    octets_sent: u32,
+    srtt: Option<Duration>,
+    heard_peer: bool,
+    stats: SendStats,
+    rtp_stats: RtpSenderStats,
+}
+
+impl RtpSender {
+    pub fn new(peer: SocketAddr, mut config: RtpSenderConfig) -> RtpSender {
+        config.max_datagram = config.max_datagram.clamp(200, crate::wire::MAX_DATAGRAM);
+        config.history_packets = config.history_packets.max(1);
+        let ssrc = config.ssrc.unwrap_or_else(rand::random);
+        RtpSender {
+            peer,
+            ssrc,
+            next_seq: config.initial_seq.unwrap_or_else(rand::random),
+            ts_offset: config.initial_timestamp.unwrap_or_else(rand::random),
+            config,
+            base_capture_us: None,
+            last_frame: None,
+            frames: 0,
+            queue: VecDeque::new(),
+            retransmit: VecDeque::new(),
+            history: VecDeque::new(),
+            next_report: None,
+            report_due: false,
+            sent_reports: VecDeque::new(),
+            packets_sent: 0,
+            octets_sent: 0,
+            srtt: None,
+            heard_peer: false,
+            stats: SendStats::default(),
+            rtp_stats: RtpSenderStats {
+                ssrc,
+                ..RtpSenderStats::default()
+            },
+        }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    pub fn rtp_stats(&self) -> &RtpSenderStats {
+        &self.rtp_stats
+    }
+
+    /// The RTP timestamp for a capture time: 90 kHz since the first frame, never going
+    /// back (a wall clock stepped backwards gives the previous timestamp plus one).
+    fn timestamp_for(&mut self, capture_us: u64) -> u32 {
+        let base = *self.base_capture_us.get_or_insert(capture_us);
+        let ticks = capture_us.saturating_sub(base) * u64::from(JPEG_CLOCK_HZ) / 1_000_000;
+        let ts = self.ts_offset.wrapping_add(ticks as u32);
+        match self.last_frame {
+            Some((last, _, _)) if ts.wrapping_sub(last) as i32 <= 0 => last.wrapping_add(1),
+            _ => ts,
+        }
+    }
+
+    /// Like `send_frame`, with what RTP/JPEG cannot carry as a typed `JpegError`.
+    pub fn send_jpeg(&mut self, now: Instant, frame: OutgoingFrame) -> Result<u32, RtpSendError> {
+        if frame.data.is_empty() {
+            return Err(SendError::Empty.into());
+        }
+        let info = check_jpeg(&frame.data)?;
+        let scan = info.scan(&frame.data);
+        if scan.len() > MAX_FRAGMENT_OFFSET as usize {
+            return Err(SendError::Unfit(format!(
+                "a {} byte scan does not fit RTP/JPEG's 24-bit fragment offset; lower the quality or the --size",
+                scan.len()
+            ))
+            .into());
+        }
+        let ts = self.timestamp_for(frame.capture_ts_us);
+        let tables = info.table_bytes();
+        let restart = (info.jpeg_type >= 64).then_some(RestartRepr {
+            interval: info.restart_interval,
+            first: true,
+            last: true,
+            count: RESTART_COUNT_ANY,
+        });
+        let room = self.config.max_datagram - RTP_HEADER_LEN;
+        let mut offset = 0usize;
+        loop {
+            let first = offset == 0;
+            let header_len = JPEG_HEADER_LEN
+                + restart.map_or(0, |_| RESTART_HEADER_LEN)
+                + if first {
+                    QTABLE_HEADER_LEN + tables.len()
+                } else {
+                    0
+                };
+            let take = (room - header_len).min(scan.len() - offset);
+            let last = offset + take == scan.len();
+            let payload = JpegPayloadRepr {
+                header: JpegHeaderRepr {
+                    type_specific: 0,
+                    fragment_offset: offset as u32,
+                    jpeg_type: info.jpeg_type,
+                    q: 255,
+                    width: info.width,
+                    height: info.height,
+                },
+                restart,
+                qtables: first.then_some(QTablesRepr {
+                    precision: 0,
+                    tables: &tables,
+                }),
+                data: &scan[offset..offset + take],
+            };
+            let rtp = RtpRepr {
+                marker: last,
+                payload_type: self.config.payload_type,
+                seq: self.next_seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+            };
+            let mut bytes = vec![0u8; RTP_HEADER_LEN + payload.buffer_len()];
+            rtp.emit(&mut bytes);
+            payload.emit(&mut bytes[RTP_HEADER_LEN..]);
+            let bytes: Arc<[u8]> = bytes.into();
+            if self.history.len() >= self.config.history_packets {
+                self.history.pop_front();
+            }
+            self.history.push_back((self.next_seq, bytes.clone()));
+            self.queue.push_back(bytes);
+            self.next_seq = self.next_seq.wrapping_add(1);
+            offset += take;
+            if last {
+                break;
+            }
+        }
+        self.last_frame = Some((ts, frame.capture_ts_us, now));
+        if self.next_report.is_none() && !self.config.report_interval.is_zero() {
+            // The first report goes with the first frame: it tells the receiver this
+            // peer speaks RTCP, and gives it the clock mapping at once.
+            self.report_due = true;
+            self.next_report = Some(now + self.config.report_interval);
+        }
+        let seq = self.frames;
+        self.frames = self.frames.wrapping_add(1);
+        self.stats.frames_sent += 1;
+        Ok(seq)
+    }
+
+    /// NTP and RTP time at `now`, extrapolated from the last frame's capture time.
+    fn clock_at(&self, now: Instant) -> Option<(u64, u32)> {
+        let (ts, capture_us, queued) = self.last_frame?;
+        let since = now.saturating_duration_since(queued);
+        let ntp = ntp_from_unix_us(capture_us + since.as_micros() as u64);
+        let ticks = since.as_micros() as u64 * u64::from(JPEG_CLOCK_HZ) / 1_000_000;
+        Some((ntp, ts.wrapping_add(ticks as u32)))
+    }
+
+    fn write_report(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let Some((ntp, rtp_timestamp)) = self.clock_at(now) else {
+            return false;
+        };
+        RtcpRepr::emit_compound(
+            &[
+                RtcpRepr::SenderReport {
+                    ssrc: self.ssrc,
+                    info: SenderInfo {
+                        ntp,
+                        rtp_timestamp,
+                        packet_count: self.packets_sent,
+                        octet_count: self.octets_sent,
+                    },
+                    reports: vec![],
+                },
+                RtcpRepr::Sdes {
+                    ssrc: self.ssrc,
+                    cname: self.config.cname.clone(),
+                },
+            ],
+            buf,
+        );
+        if self.sent_reports.len() >= 16 {
+            self.sent_reports.pop_front();
+        }
+        self.sent_reports.push_back((ntp_middle(ntp), now));
+        self.rtp_stats.sender_reports += 1;
+        true
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, bytes: &[u8]) -> bool {
+        let Ok(packets) = RtcpRepr::parse_compound(bytes) else {
+            return false;
+        };
+        for p in packets {
+            let reports = match p {
+                RtcpRepr::ReceiverReport { reports, .. } => reports,
+                RtcpRepr::SenderReport { reports, .. } => reports,
+                RtcpRepr::Nack(n) if n.media_ssrc == self.ssrc => {
+                    self.rtp_stats.nacks_received += 1;
+                    for seq in n.seqs() {
+                        match self.history.iter().find(|(s, _)| *s == seq) {
+                            Some((_, bytes)) => {
+                                if !self.retransmit.iter().any(|b| Arc::ptr_eq(b, bytes)) {
+                                    self.retransmit.push_back(bytes.clone());
+                                }
+                            }
+                            None => self.rtp_stats.nacked_unavailable += 1,
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for r in reports.iter().filter(|r| r.ssrc == self.ssrc) {
+                self.rtp_stats.receiver_reports += 1;
+                self.rtp_stats.fraction_lost = f64::from(r.fraction_lost) / 256.0;
+                self.rtp_stats.cumulative_lost = i64::from(r.cumulative_lost);
+                self.rtp_stats.jitter = Duration::from_micros(
+                    u64::from(r.jitter) * 1_000_000 / u64::from(JPEG_CLOCK_HZ),
+                );
+                if r.lsr != 0 {
+                    if let Some(&(_, sent)) = self.sent_reports.iter().find(|(l, _)| *l == r.lsr) {
+                        let held = Duration::from_micros(u64::from(r.dlsr) * 1_000_000 / 65_536);
+                        let sample = now.saturating_duration_since(sent).saturating_sub(held);
+                        self.srtt = Some(match self.srtt {
+                            None => sample,
+                            Some(s) => (s * 7 + sample) / 8,
+                        });
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+impl FrameSender for RtpSender {
+    /// RTP has no flow control: there is always room.
+    fn can_send(&self) -> bool {
+        true
+    }
+
+    fn send_frame(&mut self, now: Instant, frame: OutgoingFrame) -> Result<u32, SendError> {
+        self.send_jpeg(now, frame).map_err(|e| match e {
+            RtpSendError::Send(e) => e,
+            RtpSendError::Jpeg(e) if e.is_size() => SendError::Unfit(e.to_string()),
+            RtpSendError::Jpeg(e) if e.needs_reencode() => SendError::Unfit(format!(
+                "{e} (check frames with rtp::check_jpeg and re-encode those whose error needs_reencode())"
+            )),
+            // A damaged frame from the camera: skip it, the next one may be fine.
+            RtpSendError::Jpeg(e) => {
+                log::debug!("not sending a frame RTP/JPEG cannot read: {e}");
+                SendError::Empty
+            }
+        })
+    }
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let ok = from == self.peer && is_rtcp(bytes) && self.handle_rtcp(now, bytes);
+        if ok {
+            self.heard_peer = true;
+            self.stats.acks_received += 1;
+        } else {
+            self.stats.datagrams_invalid += 1;
+            log::debug!("refused a {} byte datagram from {from}", bytes.len());
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(at) = self.next_report {
+            if now >= at {
+                self.report_due = true;
+                self.next_report = Some(now + self.config.report_interval);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_report
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        buf.clear();
+        // A due report goes first: the first one precedes the first frame's packets, so
+        // the receiver has the clock mapping (capture times) from the first frame on.
+        if self.report_due && self.write_report(now, buf) {
+            self.report_due = false;
+        } else {
+            let (bytes, again) = match self.retransmit.pop_front() {
+                Some(b) => (b, true),
+                None => (self.queue.pop_front()?, false),
+            };
+            buf.extend_from_slice(&bytes);
+            if again {
+                self.stats.retransmits += 1;
+            } else {
+                self.packets_sent = self.packets_sent.wrapping_add(1);
+                self.octets_sent = self
+                    .octets_sent
+                    .wrapping_add((bytes.len() - RTP_HEADER_LEN) as u32);
+            }
+        }
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += buf.len() as u64;
+        Some(Transmit {
+            to: self.peer,
+            len: buf.len(),
+        })
+    }
+
+    /// RTP has no acknowledgements: no per-frame events (see PROTOCOL.md).
+    fn poll_event(&mut self) -> Option<SendEvent> {
+        None
+    }
+
+    fn stats(&self) -> SendStats {
+        self.stats.clone()
+    }
+
+    fn frames_in_flight(&self) -> usize {
+        0
+    }
+
+    fn has_heard_peer(&self) -> bool {
+        self.heard_peer
+    }
+
+    fn expects_answers(&self) -> bool {
+        false
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    fn stream_name(&self) -> String {
+        format!("rtp ssrc {:08x}", self.ssrc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::wire::RtpPacket;
+
+    const J420: &[u8] = include_bytes!("../../tests/fixtures/testsrc-64x48-420.jpg");
+
+    fn sender() -> RtpSender {
+        RtpSender::new(
+            SocketAddr::from(([127, 0, 0, 1], 5004)),
+            RtpSenderConfig {
+                ssrc: Some(0x0102_0304),
+                initial_seq: Some(65534),
+                initial_timestamp: Some(1000),
+                max_datagram: 600,
+                ..RtpSenderConfig::default()
+            },
+        )
+    }
+
+    fn frame(capture_ts_us: u64) -> OutgoingFrame {
+        OutgoingFrame {
+            data: J420.to_vec(),
+            width: 64,
+            height: 48,
+            capture_ts_us,
+        }
+    }
+
+    #[test]
+    fn payloader_golden_first_packet() {
+        let mut s = sender();
+        let now = Instant::now();
+        s.send_frame(now, frame(1_000_000)).unwrap();
+        let mut buf = Vec::new();
+        // the first report comes first, then the media
+        let t = s.poll_transmit(now, &mut buf).unwrap();
+        assert_eq!(buf[1], 200);
+        assert_eq!(t.len, buf.len());
+        s.poll_transmit(now, &mut buf).unwrap();
+        let info = check_jpeg(J420).unwrap();
+        let mut want = vec![
+            0x80, 26, 0xff, 0xfe, 0, 0, 0x03, 0xe8, 1, 2, 3, 4, // RTP: seq 65534, ts 1000
+            0, 0, 0, 0, 1, 255, 8, 6, // offset 0, type 1, Q 255, 64/8, 48/8
+            0, 0, 0, 128, // tables: 8-bit, 128 bytes
+        ];
+        want.extend(info.table_bytes());
+        let data_len = 600 - want.len();
+        want.extend(&info.scan(J420)[..data_len]);
+        assert_eq!(buf, want);
+        // the next packets: seq wraps, no tables, marker on the last
+        let mut offset = data_len;
+        let mut seqs = vec![];
+        while s.poll_transmit(now, &mut buf).is_some() {
+            let p = RtpPacket::new_checked(&buf[..]).unwrap();
+            let j = JpegPayloadRepr::parse(p.payload()).unwrap();
+            assert_eq!(j.header.fragment_offset as usize, offset);
+            assert!(j.qtables.is_none());
+            offset += j.data.len();
+            seqs.push(p.seq());
+            assert_eq!(p.marker(), offset == info.scan.len());
+        }
+        assert_eq!(offset, info.scan.len());
+        assert_eq!(seqs[..2], [65535, 0]);
+    }
+
+    #[test]
+    fn timestamps_follow_capture_time_and_never_go_back() {
+        let mut s = sender();
+        let now = Instant::now();
+        assert_eq!(s.timestamp_for(5_000_000), 1000);
+        s.last_frame = Some((1000, 5_000_000, now));
+        assert_eq!(s.timestamp_for(5_100_000), 1000 + 9000);
+        s.last_frame = Some((10_000, 5_100_000, now));
+        assert_eq!(s.timestamp_for(4_000_000), 10_001);
+    }
+
+    #[test]
+    fn refusals_are_typed() {
+        let mut s = sender();
+        let now = Instant::now();
+        let mut f = frame(0);
+        f.data = include_bytes!("../../tests/fixtures/testsrc-64x48-444.jpg").to_vec();
+        match s.send_jpeg(now, f.clone()) {
+            Err(RtpSendError::Jpeg(e)) => assert!(e.needs_reencode()),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.send_frame(now, f).unwrap_err().is_fatal());
+        let mut f = frame(0);
+        f.data = vec![0xff, 0xd8, 0xff];
+        assert_eq!(s.send_frame(now, f), Err(SendError::Empty));
+        assert_eq!(s.stats().frames_sent, 0);
+    }
+}
