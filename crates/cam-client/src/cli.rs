@@ -111,11 +111,19 @@ pub struct Args {
     #[arg(long, default_value = "5", value_name = "SECONDS|never", value_parser = parse_give_up)]
     pub give_up: GiveUp,
 
-    /// What to speak: camstream, or the original Python example's protocol (an 8-byte
+    /// What to speak: camstream; the original Python example's protocol (an 8-byte
     /// little-endian length, then 1024-byte chunks; one image at a time, each waiting for the
-    /// reply). Classic mode has no integrity check: see the README.
+    /// reply; no integrity check: see the README); or RTP/JPEG for GStreamer, ffmpeg, VLC.
+    /// With rtp, RTCP sender reports go to the same port once a second; a camstream viewer
+    /// answers with NACKs and gets lost packets again, other receivers need not answer.
+    /// --chunk-size is then the largest packet (default 1400).
     #[arg(long, value_enum, default_value_t = Protocol::Camstream)]
     pub protocol: Protocol,
+
+    /// With --protocol rtp: write an SDP file describing the stream, for
+    /// `ffplay -protocol_whitelist file,udp,rtp -i FILE` or VLC, on the receiving machine.
+    #[arg(long, value_name = "FILE")]
+    pub sdp: Option<PathBuf>,
 
     /// Send this one JSON message (e.g. '[0,0,0,1]') to a viewer's --msg-port, print the
     /// reply as a JSON line and exit: 0 on a reply, 1 on an error reply or none (3 tries, 1 s
@@ -199,6 +207,8 @@ pub struct Config {
     pub max_in_flight: usize,
     pub give_up: GiveUp,
     pub protocol: Protocol,
+    /// `--sdp`: where to write the RTP session description.
+    pub sdp: Option<PathBuf>,
     pub simulate: SimulateArgs,
     /// Keyed mode (`--key-file`).
     pub psk: Option<Psk>,
@@ -215,12 +225,25 @@ impl Config {
         let psk = key_from_options(
             args.key_file.as_deref(),
             args.aead.is_some(),
-            args.protocol == Protocol::Classic,
+            args.protocol != Protocol::Camstream,
         )?;
         let chunk_size = match args.protocol {
             Protocol::Classic => crate::protocol::checked_classic_chunk_size(args.chunk_size)?,
             Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,
+            Protocol::Rtp => {
+                let size = args
+                    .chunk_size
+                    .map_or(crate::protocol::RTP_DEFAULT_DATAGRAM, |n| n as usize);
+                let (min, max) = (crate::protocol::RTP_MIN_DATAGRAM, MAX_DATAGRAM);
+                if !(min..=max).contains(&size) {
+                    bail!("--chunk-size {size} with --protocol rtp is the largest RTP packet: use {min} to {max} bytes (the default 1400 fits any path)");
+                }
+                size
+            }
         };
+        if args.sdp.is_some() && args.protocol != Protocol::Rtp {
+            bail!("--sdp describes an RTP stream: add --protocol rtp");
+        }
         if args.protocol == Protocol::Camstream
             && !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
         {
@@ -260,6 +283,7 @@ impl Config {
             max_in_flight: usize::from(args.max_in_flight),
             give_up: args.give_up,
             protocol: args.protocol,
+            sdp: args.sdp,
             simulate: args.simulate,
             psk,
             aead: args.aead.map(AeadChoice::from).unwrap_or_default(),

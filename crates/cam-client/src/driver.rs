@@ -18,6 +18,7 @@ use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use crate::capture::{self, CaptureSettings, Captured};
 use crate::cli::{Config, GiveUp};
 use crate::protocol::{self, Protocol};
+use crate::rtpfit::RtpFit;
 use crate::source;
 use crate::status::{Connection, StatusLine};
 use crate::summary::Summary;
@@ -53,6 +54,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         );
     }
     log::info!("{}", protocol::describe(config, sender.as_ref()));
+    if let Some(path) = &config.sdp {
+        write_sdp(path, config)?;
+    }
+    let mut rtp_fit =
+        (config.protocol == Protocol::Rtp).then(|| RtpFit::new(config.source_options.quality));
 
     let mut adapter = Adapter::new(AdaptConfig {
         max_quality: config.source_options.quality,
@@ -187,7 +193,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                     while let Ok(Incoming::Datagram(d)) = inbox.try_recv() {
                         sender.handle_datagram(now, config.viewer, &d);
                     }
-                    if let Err(e) = sender.send_frame(now, frame) {
+                    let fitted = match rtp_fit.as_mut() {
+                        Some(fit) => fit.fit(frame),
+                        None => Ok(frame),
+                    };
+                    if let Err(e) = fitted.and_then(|frame| sender.send_frame(now, frame)) {
                         if e.is_fatal() {
                             fatal = Some(e);
                             break;
@@ -261,6 +271,20 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         size_now,
     );
     Ok((summary, failure.is_none()))
+}
+
+/// `--sdp FILE`: the session description a player on the receiving side opens. Logged too,
+/// so a user who did not ask for a file still sees what to give ffplay or VLC.
+fn write_sdp(path: &std::path::Path, config: &Config) -> Result<()> {
+    let text = cam_proto::rtp::sdp(config.viewer.ip(), config.viewer.port(), "camstream", true);
+    std::fs::write(path, &text)
+        .with_context(|| format!("cannot write the SDP file {}", path.display()))?;
+    log::info!(
+        "wrote {} (open it with ffplay -protocol_whitelist file,udp,rtp -i {0} or VLC):\n{}",
+        path.display(),
+        text.trim_end()
+    );
+    Ok(())
 }
 
 /// Sends one datagram. "Message too long" is fatal and names the flag that fixes it; a

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver;
 pub mod encode;
 pub mod protocol;
+pub mod rtpfit;
 pub mod sendmsg;
 pub mod source;
 pub mod status;

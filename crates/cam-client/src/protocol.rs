@@ -10,6 +10,7 @@ use cam_proto::classic::{ClassicSenderConfig, DEFAULT_CHUNK_SIZE, MAX_ONE_DATAGR
 use cam_proto::machine::camstream::CamstreamSender;
 use cam_proto::machine::classic::ClassicFrameSender;
 use cam_proto::machine::FrameSender;
+use cam_proto::rtp::{RtpSender, RtpSenderConfig};
 use cam_proto::secure::AeadChoice;
 use cam_proto::sender::SenderConfig;
 use clap::ValueEnum;
@@ -27,6 +28,11 @@ pub enum Protocol {
     Camstream,
     /// The original Python example's: length header and 1024-byte chunks, one image at a time.
     Classic,
+    /// RTP/JPEG (RFC 2435), for GStreamer, ffmpeg, VLC and media servers. RTCP sender
+    /// reports (RFC 3550) go to the same port about once a second (RFC 5761 multiplexing);
+    /// another camstream viewer answers with receiver reports and NACKs, and lost packets
+    /// are sent again. Other peers need not answer, and may ignore the reports.
+    Rtp,
 }
 
 impl Protocol {
@@ -36,6 +42,11 @@ impl Protocol {
         self == Protocol::Camstream
     }
 }
+
+/// Largest RTP datagram unless `--chunk-size` says otherwise: under any path's MTU.
+pub const RTP_DEFAULT_DATAGRAM: usize = 1400;
+/// Smallest RTP datagram: the headers and the first packet's tables need room.
+pub const RTP_MIN_DATAGRAM: usize = 200;
 
 /// `--chunk-size` in classic mode: the example's 1024 unless told, 0 for one datagram.
 pub fn checked_classic_chunk_size(asked: Option<u32>) -> Result<usize> {
@@ -77,6 +88,13 @@ pub fn build(config: &Config, peer: SocketAddr) -> Box<dyn FrameSender> {
                 reply_timeout: config.ack_timeout.unwrap_or(DEFAULT_REPLY_TIMEOUT),
             },
         )),
+        Protocol::Rtp => Box::new(RtpSender::new(
+            peer,
+            RtpSenderConfig {
+                max_datagram: usize::from(config.chunk_size),
+                ..RtpSenderConfig::default()
+            },
+        )),
     }
 }
 
@@ -107,6 +125,13 @@ pub fn describe(config: &Config, sender: &dyn FrameSender) -> String {
                 .unwrap_or(DEFAULT_REPLY_TIMEOUT)
                 .as_millis()
         ),
+        Protocol::Rtp => format!(
+            "sending RTP/JPEG to {} ({}) as SSRC {}, packets of at most {} bytes, RTCP on the same port",
+            config.viewer_text,
+            config.viewer,
+            sender.stream_name(),
+            config.chunk_size
+        ),
     }
 }
 
@@ -116,6 +141,8 @@ pub fn no_answer_message(config: &Config, sender: &dyn FrameSender, waited: Dura
     let waited = waited.as_secs_f64();
     let at = &config.viewer_text;
     match config.protocol {
+        // RTP expects no answer: its driver never gives up for want of one.
+        Protocol::Rtp => format!("no RTCP from {at} within {waited:.1} s"),
         Protocol::Classic => format!(
             "no reply from {at} within {waited:.1} s: is a classic server (or cam-viewer \
              --protocol classic) running there, on that port? A firewall may block UDP, or a \

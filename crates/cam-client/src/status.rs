@@ -26,6 +26,7 @@ pub struct StatusLine {
     next_at: Instant,
     last_at: Instant,
     last_acked: u64,
+    last_sent: u64,
     last_bytes: u64,
     /// Standard error is gone (a closed pipe): the stream goes on without status lines.
     closed: bool,
@@ -38,6 +39,7 @@ impl StatusLine {
             next_at: now + Duration::from_secs(1),
             last_at: now,
             last_acked: 0,
+            last_sent: 0,
             last_bytes: 0,
             closed: false,
         }
@@ -64,6 +66,18 @@ impl StatusLine {
                 "cam-client: classic: sent {}, replies {}, lost by the viewer {}, timed out {}",
                 s.frames_sent, s.frames_acked, s.frames_refused, s.frames_timed_out
             ),
+            // Nothing is acknowledged: say what left, and what the receiver's reports said.
+            Protocol::Rtp => format!(
+                "cam-client: rtp: {:.1} fps sent, {:.0} kbit/s, frames {}, retransmits {}, rtt {}",
+                (s.frames_sent - self.last_sent) as f64 / dt,
+                (s.bytes_sent - self.last_bytes) as f64 * 8.0 / dt / 1000.0,
+                s.frames_sent,
+                s.retransmits,
+                sender.rtt().map_or_else(
+                    || "unknown (no receiver reports)".to_owned(),
+                    |r| format!("{:.1} ms", r.as_secs_f64() * 1000.0)
+                ),
+            ),
             Protocol::Camstream => format!(
                 "cam-client: {:.1} fps, {:.0} kbit/s, acked {}, timed out {}, retransmits {}, rtt {:.1} ms, link {}, q{} {}x{}",
                 (s.frames_acked - self.last_acked) as f64 / dt,
@@ -83,6 +97,7 @@ impl StatusLine {
         }
         self.last_at = now;
         self.last_acked = s.frames_acked;
+        self.last_sent = s.frames_sent;
         self.last_bytes = s.bytes_sent;
         self.next_at = now + Duration::from_secs(1);
     }

@@ -45,7 +45,7 @@ pub fn read_key_file(path: &Path) -> Result<Psk, KeyFileError> {
 pub enum KeyOptionsError {
     #[error("--aead chooses the cipher of keyed mode; it needs --key-file FILE (or CAMSTREAM_KEY_FILE) on both sides")]
     AeadWithoutKey,
-    #[error("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: the classic protocol cannot be encrypted")]
+    #[error("--key-file (or CAMSTREAM_KEY_FILE) works with --protocol camstream only: classic and RTP streams cannot be encrypted")]
     KeyWithClassic,
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),

@@ -85,9 +85,10 @@ pub struct Args {
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_frame_bytes: u32,
 
-    /// What --port speaks: camstream, or the original Python example's protocol (a length
+    /// What --port speaks: camstream; the original Python example's protocol (a length
     /// header and 1024-byte chunks, or one datagram per image; JPEG or PNG; answered with
-    /// "get message!!!"). Classic mode has no integrity check: see the README.
+    /// "get message!!!"; no integrity check: see the README); or rtp: RTP/JPEG from
+    /// GStreamer (rtpjpegpay), ffmpeg (-f rtp), IP cameras or cam-client --protocol rtp.
     #[arg(long, value_enum, default_value_t = Protocol::Camstream)]
     pub protocol: Protocol,
 
@@ -148,7 +149,7 @@ impl Config {
         let psk = key_from_options(
             args.key_file.as_deref(),
             args.aead.is_some(),
-            args.protocol == Protocol::Classic,
+            args.protocol != Protocol::Camstream,
         )?;
         if args.frames == Some(0) {
             bail!("--frames 0 would stop before the first frame; give at least 1");

@@ -4,6 +4,7 @@ use cam_proto::classic::ClassicConfig;
 use cam_proto::machine::classic::ClassicFrameReceiver;
 use cam_proto::machine::FrameReceiver;
 use cam_proto::receiver::{Receiver, ReceiverConfig};
+use cam_proto::rtp::{classify, Looks, RtpReceiver, RtpReceiverConfig};
 use clap::ValueEnum;
 
 /// Which protocol `--port` speaks.
@@ -15,6 +16,9 @@ pub enum Protocol {
     /// The original Python example's: a length header and 1024-byte chunks, or one datagram
     /// per image; JPEG or PNG; answered with "get message!!!".
     Classic,
+    /// RTP/JPEG (RFC 2435) from GStreamer, ffmpeg, IP cameras or `cam-client --protocol
+    /// rtp`; a sender that speaks RTCP gets receiver reports and NACKs on the same port.
+    Rtp,
 }
 
 /// The state machine for `protocol`: every protocol has the same face
@@ -27,5 +31,48 @@ pub fn build(protocol: Protocol, config: &ReceiverConfig) -> Box<dyn FrameReceiv
             max_frame_bytes: config.max_frame_bytes as usize,
             ..ClassicConfig::default()
         })),
+        Protocol::Rtp => Box::new(RtpReceiver::new(RtpReceiverConfig {
+            max_frame_bytes: config.max_frame_bytes as usize,
+            stall_after: config.stall_after,
+            ..RtpReceiverConfig::default()
+        })),
+    }
+}
+
+/// Says, once per kind, that refused datagrams look like another protocol than `--port`
+/// speaks, and which flag fits: a user pointing GStreamer at a camstream viewer learns
+/// what to change instead of reading "malformed".
+#[derive(Debug)]
+pub struct WrongProtocol {
+    ours: Protocol,
+    told: Vec<Looks>,
+}
+
+impl WrongProtocol {
+    pub fn new(ours: Protocol) -> WrongProtocol {
+        WrongProtocol {
+            ours,
+            told: Vec::new(),
+        }
+    }
+
+    /// A refused datagram: the warning to log, the first time its kind is seen.
+    pub fn refused(&mut self, bytes: &[u8]) -> Option<String> {
+        let looks = classify(bytes)?;
+        let ours = match self.ours {
+            Protocol::Camstream => "camstream",
+            Protocol::Classic => "classic",
+            Protocol::Rtp => "rtp",
+        };
+        if looks.protocol() == Some(ours) || self.told.contains(&looks) || self.told.len() > 8 {
+            return None;
+        }
+        self.told.push(looks);
+        Some(match looks.protocol() {
+            Some(flag) => format!(
+                "these look like {looks}, but this port speaks --protocol {ours}: run with --protocol {flag}"
+            ),
+            None => format!("these look like {looks}; this port speaks --protocol {ours}"),
+        })
     }
 }

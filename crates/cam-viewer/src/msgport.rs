@@ -151,7 +151,7 @@ pub fn start(
         .context("cannot read the message port's address")?;
     log::info!("taking JSON messages on {local}");
     let style = match protocol {
-        Protocol::Camstream => ReplyStyle::Json,
+        Protocol::Camstream | Protocol::Rtp => ReplyStyle::Json,
         Protocol::Classic => ReplyStyle::Classic,
     };
     spawn(socket, style, latest, stop).map(Some)

@@ -87,6 +87,8 @@ struct Worker {
     config: WorkerConfig,
     report: WorkerReport,
     read_timeout: Option<Duration>,
+    /// Says once what refused datagrams look like, when that is another protocol.
+    wrong_protocol: frontend::WrongProtocol,
     /// Rate-limited warnings about refused datagrams (camstream only).
     refusals: Option<RefusalLog>,
 }
@@ -100,6 +102,7 @@ impl Worker {
         let link = (!config.impairment.is_perfect()).then(|| Link::new(config.impairment.clone()));
         let keyed = config.receiver.psk.is_some();
         let refusals = (config.protocol == Protocol::Camstream).then(|| RefusalLog::new(keyed));
+        let wrong_protocol = frontend::WrongProtocol::new(config.protocol);
         Worker {
             socket,
             frames,
@@ -112,6 +115,7 @@ impl Worker {
                 ..WorkerReport::default()
             },
             read_timeout: None,
+            wrong_protocol,
             refusals,
         }
     }
@@ -200,7 +204,13 @@ impl Worker {
             Ok((n, from)) => {
                 let now = Instant::now();
                 self.report.first_datagram_at.get_or_insert(now);
+                let refused_before = self.receiver.stats().datagrams_invalid;
                 self.receiver.handle_datagram(now, from, &buf[..n]);
+                if self.receiver.stats().datagrams_invalid > refused_before {
+                    if let Some(line) = self.wrong_protocol.refused(&buf[..n]) {
+                        log::warn!("{line}");
+                    }
+                }
             }
             Err(e)
                 if matches!(

@@ -411,8 +411,10 @@ impl FrameSender for RtpSender {
         self.stats.clone()
     }
 
+    /// Nothing waits for an answer, but a frame whose packets have not all left is still
+    /// in flight: a run must not end before its last frame is out.
     fn frames_in_flight(&self) -> usize {
-        0
+        usize::from(!self.queue.is_empty() || !self.retransmit.is_empty())
     }
 
     fn has_heard_peer(&self) -> bool {
@@ -428,7 +430,7 @@ impl FrameSender for RtpSender {
     }
 
     fn stream_name(&self) -> String {
-        format!("rtp ssrc {:08x}", self.ssrc)
+        format!("{:08x}", self.ssrc)
     }
 }
 
