@@ -509,10 +509,18 @@ fn q_128_to_254_tables_are_cached_q_255_are_not() {
     let ps = packets(JPEG_422, 255, Some(&[]), 20, 6000, 7, 500);
     assert!(receive_all(&mut rx, now, &ps[..1]).is_empty());
     assert_eq!(rx.stats().datagrams_invalid, invalid + 1);
-    // a table length that lies (64 bytes for two 8-bit tables) is refused
-    let ps = packets(JPEG_422, 254, Some(&tables[..64]), 30, 9000, 7, 500);
+    // a table length that lies (100 bytes: neither one nor two 8-bit tables) is refused
+    let ps = packets(JPEG_422, 254, Some(&tables[..100]), 30, 9000, 7, 500);
     assert!(receive_all(&mut rx, now, &ps[..1]).is_empty());
     assert_eq!(rx.stats().datagrams_invalid, invalid + 2);
+    // one table for all components, as ffmpeg sends when its JPEG has one DQT table
+    let f = receive_all(
+        &mut rx,
+        now,
+        &packets(JPEG_422, 255, Some(&tables[..64]), 35, 10500, 7, 500),
+    );
+    let got = check_jpeg(&f[0].data).unwrap();
+    assert_eq!(got.tables, [info.tables[0], info.tables[0]]);
     // the rebuilt frame is a byte-exact rebuild
     let mut want = Vec::new();
     cam_proto::rtp::rebuild_jpeg(

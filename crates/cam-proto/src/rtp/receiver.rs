@@ -352,9 +352,12 @@ impl RtpReceiver {
             if q.tables.is_empty() {
                 // Q 128–254 with no tables: the stream's cached ones, looked up below.
             } else {
-                match q.decode(2) {
-                    Some(t) => tables = Some([t[0], t[1]]),
-                    None => return self.refuse(from, "quantization table length disagrees"),
+                // Two tables (luma, chroma) as §3.1.8 says; ffmpeg sends only the tables
+                // its JPEG defines, one when all components share it.
+                match (q.decode(2), q.decode(1)) {
+                    (Some(t), _) => tables = Some([t[0], t[1]]),
+                    (None, Some(t)) => tables = Some([t[0], t[0]]),
+                    _ => return self.refuse(from, "quantization table length disagrees"),
                 }
             }
         }
