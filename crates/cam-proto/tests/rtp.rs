@@ -666,3 +666,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// `check_jpeg` and the RTCP parser on a real JPEG with bytes changed, cut or not: no
+    /// panic, and what `check_jpeg` accepts has its scan inside the bytes.
+    #[test]
+    fn damaged_jpegs_and_rtcp_never_panic(
+        edits in proptest::collection::vec((0usize..9000, any::<u8>()), 0..8),
+        cut in 0usize..9000,
+    ) {
+        let mut j = JPEG.to_vec();
+        for (at, b) in edits {
+            let at = at % j.len();
+            j[at] = b;
+        }
+        j.truncate(cut.max(2));
+        if let Ok(info) = check_jpeg(&j) {
+            prop_assert!(info.scan.end <= j.len() && info.scan.start <= info.scan.end);
+        }
+        let _ = cam_proto::rtp::rtcp::RtcpRepr::parse_compound(&j);
+        let _ = cam_proto::rtp::classify(&j);
+    }
+}

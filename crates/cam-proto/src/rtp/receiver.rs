@@ -362,7 +362,7 @@ impl RtpReceiver {
             }
         }
         let i = self.stream_index(rtp.ssrc, from, rtp.seq, now);
-        let config = self.config.clone();
+        let config = &self.config;
         let stream = &mut self.streams[i];
         stream.last_heard = now;
         stream.remote = from;
@@ -464,7 +464,7 @@ impl RtpReceiver {
         stream.missing.remove(&ext);
         let delta = ext as i64 - stream.max_ext as i64;
         if delta > 0 {
-            if delta < MAX_DROPOUT && stream.nacking(&config) {
+            if delta < MAX_DROPOUT && stream.nacking(config) {
                 // Holes are remembered only to be asked for, and only so many.
                 while stream.missing.len() + delta as usize > MAX_MISSING {
                     if stream.missing.pop_first().is_none() {
@@ -620,7 +620,7 @@ impl RtpReceiver {
     }
 
     fn queue_rtcp(&mut self, now: Instant) {
-        let config = self.config.clone();
+        let config = &self.config;
         for s in &mut self.streams {
             let Some(peer) = s.rtcp_peer else { continue };
             // NACKs for holes older than the reordering wait, each at most max_nacks times.
