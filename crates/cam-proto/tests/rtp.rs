@@ -394,6 +394,7 @@ fn receiver_reports_give_rtt_and_loss() {
     let st = pair.sender.rtp_stats();
     assert!(st.receiver_reports >= 3);
     assert_eq!(st.cumulative_lost, 0);
+    assert!(st.jitter < MS, "constant delay, no jitter: {:?}", st.jitter);
     assert!(pair.sender.has_heard_peer());
 }
 

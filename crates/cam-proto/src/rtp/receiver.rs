@@ -766,3 +766,40 @@ impl FrameReceiver for RtpReceiver {
             .map(|s| (s.ssrc, s.remote))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_extend_across_the_wrap_both_ways() {
+        let now = Instant::now();
+        let addr = SocketAddr::from(([10, 0, 0, 2], 5004));
+        let mut s = Stream::new(1, addr, 65534, now);
+        s.max_ext = s.extend(65534);
+        assert_eq!(s.max_ext, 65536 + 65534);
+        assert_eq!(s.extend(65535), 65536 + 65535);
+        assert_eq!(s.extend(0), 2 * 65536);
+        assert_eq!(s.extend(5), 2 * 65536 + 5);
+        s.max_ext = s.extend(5);
+        // a late packet from before the wrap stays in the old cycle
+        assert_eq!(s.extend(65530), 65536 + 65530);
+        assert_eq!(s.extend(4), 2 * 65536 + 4);
+    }
+
+    #[test]
+    fn report_block_counts_loss_per_interval() {
+        let now = Instant::now();
+        let addr = SocketAddr::from(([10, 0, 0, 2], 5004));
+        let mut s = Stream::new(1, addr, 100, now);
+        s.max_ext = s.base_ext + 99; // 100 expected
+        s.received = 75;
+        let r = s.report_block(now);
+        assert_eq!((r.fraction_lost, r.cumulative_lost), (64, 25));
+        s.max_ext += 100;
+        s.received += 100;
+        let r = s.report_block(now);
+        assert_eq!((r.fraction_lost, r.cumulative_lost), (0, 25));
+        assert_eq!(r.highest_seq as u64, s.max_ext & 0xffff_ffff);
+    }
+}
