@@ -394,6 +394,7 @@ fn receiver_reports_give_rtt_and_loss() {
     let st = pair.sender.rtp_stats();
     assert!(st.receiver_reports >= 3);
     assert_eq!(st.cumulative_lost, 0);
+    assert!(st.jitter < MS, "constant delay, no jitter: {:?}", st.jitter);
     assert!(pair.sender.has_heard_peer());
 }
 
@@ -509,10 +510,18 @@ fn q_128_to_254_tables_are_cached_q_255_are_not() {
     let ps = packets(JPEG_422, 255, Some(&[]), 20, 6000, 7, 500);
     assert!(receive_all(&mut rx, now, &ps[..1]).is_empty());
     assert_eq!(rx.stats().datagrams_invalid, invalid + 1);
-    // a table length that lies (64 bytes for two 8-bit tables) is refused
-    let ps = packets(JPEG_422, 254, Some(&tables[..64]), 30, 9000, 7, 500);
+    // a table length that lies (100 bytes: neither one nor two 8-bit tables) is refused
+    let ps = packets(JPEG_422, 254, Some(&tables[..100]), 30, 9000, 7, 500);
     assert!(receive_all(&mut rx, now, &ps[..1]).is_empty());
     assert_eq!(rx.stats().datagrams_invalid, invalid + 2);
+    // one table for all components, as ffmpeg sends when its JPEG has one DQT table
+    let f = receive_all(
+        &mut rx,
+        now,
+        &packets(JPEG_422, 255, Some(&tables[..64]), 35, 10500, 7, 500),
+    );
+    let got = check_jpeg(&f[0].data).unwrap();
+    assert_eq!(got.tables, [info.tables[0], info.tables[0]]);
     // the rebuilt frame is a byte-exact rebuild
     let mut want = Vec::new();
     cam_proto::rtp::rebuild_jpeg(
@@ -656,5 +665,29 @@ proptest! {
             while rx.poll_transmit(now, &mut buf).is_some() {}
             prop_assert!(rx.buffered_bytes() <= bound);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// `check_jpeg` and the RTCP parser on a real JPEG with bytes changed, cut or not: no
+    /// panic, and what `check_jpeg` accepts has its scan inside the bytes.
+    #[test]
+    fn damaged_jpegs_and_rtcp_never_panic(
+        edits in proptest::collection::vec((0usize..9000, any::<u8>()), 0..8),
+        cut in 0usize..9000,
+    ) {
+        let mut j = JPEG.to_vec();
+        for (at, b) in edits {
+            let at = at % j.len();
+            j[at] = b;
+        }
+        j.truncate(cut.max(2));
+        if let Ok(info) = check_jpeg(&j) {
+            prop_assert!(info.scan.end <= j.len() && info.scan.start <= info.scan.end);
+        }
+        let _ = cam_proto::rtp::rtcp::RtcpRepr::parse_compound(&j);
+        let _ = cam_proto::rtp::classify(&j);
     }
 }

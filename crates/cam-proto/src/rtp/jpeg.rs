@@ -670,6 +670,43 @@ mod tests {
     }
 
     #[test]
+    fn rebuilt_headers_golden() {
+        let tables = q_tables(50);
+        let mut out = Vec::new();
+        rebuild_jpeg(65, 16, 8, &widen(&tables), 3, &[0x12, 0x34], &mut out);
+        let mut want = vec![0xff, 0xd8, 0xff, 0xdb, 0x00, 0x84, 0x00];
+        want.extend(tables[0]);
+        want.push(0x01);
+        want.extend(tables[1]);
+        want.extend([
+            0xff, 0xc0, 0x00, 0x11, 8, 0x00, 0x08, 0x00, 0x10,
+            3, // SOF0: 8 bit, 8 high, 16 wide
+            1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, // Y 2×2 table 0, Cb and Cr 1×1 table 1
+            0xff, 0xc4, 0x01, 0xa2, // DHT with the four Annex K tables
+        ]);
+        for (class_id, spec) in [
+            (0x00, STD_DC_LUMA),
+            (0x10, STD_AC_LUMA),
+            (0x01, STD_DC_CHROMA),
+            (0x11, STD_AC_CHROMA),
+        ] {
+            want.push(class_id);
+            want.extend(spec.counts);
+            want.extend(spec.symbols);
+        }
+        want.extend([0xff, 0xdd, 0x00, 0x04, 0x00, 0x03]); // DRI 3
+        want.extend([
+            0xff, 0xda, 0x00, 0x0c, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0, // SOS
+            0x12, 0x34, 0xff, 0xd9,
+        ]);
+        assert_eq!(out, want);
+        // a scan that brings its own EOI does not get a second one
+        out.clear();
+        rebuild_jpeg(0, 16, 8, &widen(&tables), 0, &[0x12, 0xff, 0xd9], &mut out);
+        assert!(out.ends_with(&[0x11, 0, 63, 0, 0x12, 0xff, 0xd9]));
+    }
+
+    #[test]
     fn restart_interval_makes_dri_and_type_plus_64() {
         let info = check_jpeg(J420).unwrap();
         let mut out = Vec::new();

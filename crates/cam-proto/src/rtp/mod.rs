@@ -18,7 +18,7 @@ mod sender;
 
 pub use jpeg::{check_jpeg, q_tables, rebuild_jpeg, JpegError, JpegInfo};
 pub use receiver::{RtpReceiver, RtpReceiverConfig};
-pub use sender::{RtpSender, RtpSenderConfig, RtpSenderStats};
+pub use sender::{RtpSendError, RtpSender, RtpSenderConfig, RtpSenderStats};
 pub use sniff::{classify, Looks};
 
 use std::net::IpAddr;

@@ -352,14 +352,17 @@ impl RtpReceiver {
             if q.tables.is_empty() {
                 // Q 128–254 with no tables: the stream's cached ones, looked up below.
             } else {
-                match q.decode(2) {
-                    Some(t) => tables = Some([t[0], t[1]]),
-                    None => return self.refuse(from, "quantization table length disagrees"),
+                // Two tables (luma, chroma) as §3.1.8 says; ffmpeg sends only the tables
+                // its JPEG defines, one when all components share it.
+                match (q.decode(2), q.decode(1)) {
+                    (Some(t), _) => tables = Some([t[0], t[1]]),
+                    (None, Some(t)) => tables = Some([t[0], t[0]]),
+                    _ => return self.refuse(from, "quantization table length disagrees"),
                 }
             }
         }
         let i = self.stream_index(rtp.ssrc, from, rtp.seq, now);
-        let config = self.config.clone();
+        let config = &self.config;
         let stream = &mut self.streams[i];
         stream.last_heard = now;
         stream.remote = from;
@@ -461,7 +464,7 @@ impl RtpReceiver {
         stream.missing.remove(&ext);
         let delta = ext as i64 - stream.max_ext as i64;
         if delta > 0 {
-            if delta < MAX_DROPOUT && stream.nacking(&config) {
+            if delta < MAX_DROPOUT && stream.nacking(config) {
                 // Holes are remembered only to be asked for, and only so many.
                 while stream.missing.len() + delta as usize > MAX_MISSING {
                     if stream.missing.pop_first().is_none() {
@@ -617,7 +620,7 @@ impl RtpReceiver {
     }
 
     fn queue_rtcp(&mut self, now: Instant) {
-        let config = self.config.clone();
+        let config = &self.config;
         for s in &mut self.streams {
             let Some(peer) = s.rtcp_peer else { continue };
             // NACKs for holes older than the reordering wait, each at most max_nacks times.
@@ -761,5 +764,42 @@ impl FrameReceiver for RtpReceiver {
             .iter()
             .max_by_key(|s| s.last_heard)
             .map(|s| (s.ssrc, s.remote))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_extend_across_the_wrap_both_ways() {
+        let now = Instant::now();
+        let addr = SocketAddr::from(([10, 0, 0, 2], 5004));
+        let mut s = Stream::new(1, addr, 65534, now);
+        s.max_ext = s.extend(65534);
+        assert_eq!(s.max_ext, 65536 + 65534);
+        assert_eq!(s.extend(65535), 65536 + 65535);
+        assert_eq!(s.extend(0), 2 * 65536);
+        assert_eq!(s.extend(5), 2 * 65536 + 5);
+        s.max_ext = s.extend(5);
+        // a late packet from before the wrap stays in the old cycle
+        assert_eq!(s.extend(65530), 65536 + 65530);
+        assert_eq!(s.extend(4), 2 * 65536 + 4);
+    }
+
+    #[test]
+    fn report_block_counts_loss_per_interval() {
+        let now = Instant::now();
+        let addr = SocketAddr::from(([10, 0, 0, 2], 5004));
+        let mut s = Stream::new(1, addr, 100, now);
+        s.max_ext = s.base_ext + 99; // 100 expected
+        s.received = 75;
+        let r = s.report_block(now);
+        assert_eq!((r.fraction_lost, r.cumulative_lost), (64, 25));
+        s.max_ext += 100;
+        s.received += 100;
+        let r = s.report_block(now);
+        assert_eq!((r.fraction_lost, r.cumulative_lost), (0, 25));
+        assert_eq!(r.highest_seq as u64, s.max_ext & 0xffff_ffff);
     }
 }

@@ -297,13 +297,15 @@ impl<'a> JpegPayloadRepr<'a> {
         let b = payload;
         let header = JpegHeaderRepr {
             type_specific: b[f::TYPE_SPECIFIC],
-            fragment_offset: u32::from_be_bytes([0, b[1], b[2], b[3]]),
+            fragment_offset: {
+                let o = &b[f::OFFSET];
+                u32::from_be_bytes([0, o[0], o[1], o[2]])
+            },
             jpeg_type: b[f::TYPE],
             q: b[f::Q],
             width: u16::from(b[f::WIDTH]) * 8,
             height: u16::from(b[f::HEIGHT]) * 8,
         };
-        debug_assert_eq!(f::OFFSET, 1..4);
         if header.q == 0 {
             return Err(RtpWireError::BadQ);
         }
