@@ -22,7 +22,7 @@ use crate::frame::ReceivedFrame;
 use crate::frontend::{self, Protocol};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
 use crate::record::{RecordSink, RecordedFrame};
-use crate::refusals::RefusalLog;
+use crate::refusals::{RateLimit, RefusalLog};
 
 /// Complete frames held while the decode queue is full. Credit covers this buffer as well
 /// as the decode queue: a long round trip needs several frames granted ahead (a
@@ -56,6 +56,9 @@ pub struct WorkerConfig {
 pub struct WorkerReport {
     pub stats: ReceiverStats,
     pub frames_saved: u64,
+    /// `--save-frames`: why saving stopped, if a write failed (saving stops at the first
+    /// failure; the stream goes on).
+    pub save_error: Option<String>,
     /// Complete frames dropped because the decode side could not keep up.
     pub frames_overflowed: u64,
     pub first_datagram_at: Option<Instant>,
@@ -89,6 +92,9 @@ struct Worker {
     read_timeout: Option<Duration>,
     /// Rate-limited warnings about refused datagrams (camstream only).
     refusals: Option<RefusalLog>,
+    /// Lines about streams starting, switching and stalling: one per event otherwise, and a
+    /// flood of new stream ids (or classic senders) is one event per datagram.
+    stream_log: RateLimit,
 }
 
 impl Worker {
@@ -113,6 +119,7 @@ impl Worker {
             },
             read_timeout: None,
             refusals,
+            stream_log: RateLimit::per_event(),
         }
     }
 
@@ -143,6 +150,13 @@ impl Worker {
                 .and_then(|r| r.poll(now, self.receiver.stats()))
             {
                 log::warn!("{line}");
+            }
+            if let Some(n) = self.stream_log.poll_left_out(now) {
+                log::warn!(
+                    "{n} more stream starts, switches or stalls in the last {} s were not logged \
+                     (many senders, or someone sending under ever new stream ids)",
+                    self.stream_log.interval().as_secs()
+                );
             }
             if now >= next_publish {
                 self.publish_live(now);
@@ -219,16 +233,7 @@ impl Worker {
             match event {
                 ReceiveEvent::Frame(frame) => {
                     self.report.last_frame_at = Some(frame.completed_at);
-                    if let Some(dir) = &self.config.save_frames {
-                        self.report.frames_saved += 1;
-                        let path = dir.join(format!(
-                            "frame-{:06}.{}",
-                            self.report.frames_saved,
-                            crate::picture::extension(&frame.data)
-                        ));
-                        std::fs::write(&path, &frame.data)
-                            .with_context(|| format!("cannot save {}", path.display()))?;
-                    }
+                    self.save(&frame.data);
                     let header = frame.header;
                     if let Some(sink) = &self.config.record {
                         let (width, height) = header.map_or((0, 0), |h| (h.width, h.height));
@@ -254,6 +259,8 @@ impl Worker {
                         completed_at: frame.completed_at,
                     });
                 }
+                ReceiveEvent::StreamStarted { .. } | ReceiveEvent::Stalled { .. }
+                    if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::StreamStarted {
                     stream_id,
                     remote,
@@ -293,6 +300,35 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// `--save-frames`: writes the frame's exact bytes. The first failure (a full disk, a
+    /// directory gone) is logged once and ends saving; the stream and its acks go on.
+    fn save(&mut self, data: &[u8]) {
+        let Some(dir) = &self.config.save_frames else {
+            return;
+        };
+        if self.report.save_error.is_some() {
+            return;
+        }
+        let path = dir.join(format!(
+            "frame-{:06}.{}",
+            self.report.frames_saved + 1,
+            crate::picture::extension(data)
+        ));
+        match std::fs::write(&path, data) {
+            Ok(()) => self.report.frames_saved += 1,
+            Err(e) => {
+                let why = format!("cannot save {}: {e}", path.display());
+                log::error!(
+                    "{why}; saving stopped after {} frames (the stream goes on)",
+                    self.report.frames_saved
+                );
+                // A partly written frame is not a saved frame.
+                let _ = std::fs::remove_file(&path);
+                self.report.save_error = Some(why);
+            }
+        }
     }
 
     /// Moves complete frames into the decode queue while it has room, and tells the
