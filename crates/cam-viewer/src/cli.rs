@@ -180,6 +180,12 @@ impl Config {
                 args.port
             );
         }
+        if args
+            .record_segment
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            bail!("--record-segment must be at least 1 s");
+        }
         if let Some(dir) = &args.snapshot_dir {
             writable_dir("--snapshot-dir", dir)?;
         }

@@ -58,7 +58,8 @@ impl StatusLine {
         }
         let secs = dt.as_secs_f64();
         let line = format!(
-            "cam-viewer: {:.1} fps, {:.0} kbit/s, frames {} (decoded {}, dropped {}),              datagrams {} (invalid {}, duplicate {}), acks {}{}",
+            "cam-viewer: {:.1} fps, {:.0} kbit/s, frames {} (decoded {}, dropped {}), \
+             datagrams {} (invalid {}, duplicate {}), acks {}{}",
             (r.frames_completed - b.frames_completed) as f64 / secs,
             (r.bytes_received - b.bytes_received) as f64 * 8.0 / secs / 1000.0,
             r.frames_completed,

@@ -186,13 +186,8 @@ fn serve(
     // One line per refused message otherwise: a byte at a time made 158 MB of stderr in 10 s.
     let mut limit = RateLimit::per_event();
     while !stop.load(Ordering::Relaxed) {
-        if let Some(n) = limit.poll_left_out(Instant::now()) {
-            log::info!(
-                "message port: {n} more refused or unprintable messages in the last {} s were \
-                 not logged (counted in the final count)",
-                limit.interval().as_secs()
-            );
-        }
+        let left_out = limit.poll_left_out(Instant::now());
+        log_left_out(&limit, left_out);
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e)
@@ -235,7 +230,19 @@ fn serve(
             log::debug!("answer to {from} not sent: {e}");
         }
     }
+    let left_out = limit.take_left_out();
+    log_left_out(&limit, left_out);
     report
+}
+
+fn log_left_out(limit: &RateLimit, left_out: Option<u64>) {
+    if let Some(n) = left_out {
+        log::info!(
+            "message port: {n} more refused or unprintable messages were not logged ({}; all \
+             are counted in the final count)",
+            limit.describe()
+        );
+    }
 }
 
 fn wall_clock_us() -> u64 {

@@ -86,9 +86,19 @@ impl RateLimit {
         Some(std::mem::take(&mut self.left_out))
     }
 
-    /// The interval, for wording the count line ("in the last 5 s").
-    pub fn interval(&self) -> Duration {
-        self.interval
+    /// The lines left out and not yet reported, whether or not their interval has ended: for
+    /// a last line on exit.
+    pub fn take_left_out(&mut self) -> Option<u64> {
+        (self.left_out > 0).then(|| std::mem::take(&mut self.left_out))
+    }
+
+    /// The limit in words, for the count line: "at most 5 lines per 5 s".
+    pub fn describe(&self) -> String {
+        format!(
+            "at most {} lines per {} s",
+            self.burst,
+            self.interval.as_secs_f64()
+        )
     }
 }
 

@@ -151,13 +151,8 @@ impl Worker {
             {
                 log::warn!("{line}");
             }
-            if let Some(n) = self.stream_log.poll_left_out(now) {
-                log::warn!(
-                    "{n} more stream starts, switches or stalls in the last {} s were not logged \
-                     (many senders, or someone sending under ever new stream ids)",
-                    self.stream_log.interval().as_secs()
-                );
-            }
+            let left_out = self.stream_log.poll_left_out(now);
+            self.log_left_out(left_out);
             if now >= next_publish {
                 self.publish_live(now);
                 next_publish = now + PUBLISH_INTERVAL;
@@ -171,6 +166,8 @@ impl Worker {
             }
             self.wait_and_receive(&mut buf)?;
         }
+        let left_out = self.stream_log.take_left_out();
+        self.log_left_out(left_out);
         // Whatever is complete still goes to the decoder before the channel closes.
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some(frame) = self.pending.pop_front() {
@@ -300,6 +297,16 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn log_left_out(&self, left_out: Option<u64>) {
+        if let Some(n) = left_out {
+            log::warn!(
+                "{n} more stream starts, switches or stalls were not logged ({}): many \
+                 senders, or someone sending under ever new stream ids",
+                self.stream_log.describe()
+            );
+        }
     }
 
     /// `--save-frames`: writes the frame's exact bytes. The first failure (a full disk, a
