@@ -256,19 +256,21 @@ impl Worker {
                         completed_at: frame.completed_at,
                     });
                 }
-                ReceiveEvent::StreamStarted { .. } | ReceiveEvent::Stalled { .. }
-                    if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::StreamStarted {
                     stream_id,
                     remote,
                     replaced,
                 } => {
+                    // Once per run, so never left out.
                     if let Some(line) = self
                         .refusals
                         .as_mut()
                         .and_then(|r| r.on_stream_started(canonical(remote)))
                     {
                         log::warn!("{line}");
+                    }
+                    if !self.stream_log.admit(Instant::now()) {
+                        continue;
                     }
                     let sealed = self
                         .receiver
@@ -289,6 +291,7 @@ impl Worker {
                         ),
                     }
                 }
+                ReceiveEvent::Stalled { .. } if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),
