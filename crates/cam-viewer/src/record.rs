@@ -22,7 +22,10 @@
 //!
 //! AVI has one picture size per file and 32-bit sizes. When the stream's size changes, or a
 //! file would pass [`MAX_FILE_BYTES`], the file is finished and recording goes on in the next
-//! one: `rec.avi`, `rec-2.avi`, `rec-3.avi`, … Classic mode's PNG frames are re-encoded to JPEG.
+//! one: `rec.avi`, `rec-2.avi`, `rec-3.avi`, … So it does after every `--record-segment`
+//! (timed from each file's first frame, on this machine's clock). No file is ever overwritten
+//! unless `--force`: an existing `rec.avi` makes the recording `rec-YYYYMMDD-HHMMSS.avi`, and a
+//! part name that is taken is skipped. Classic mode's PNG frames are re-encoded to JPEG.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
