@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cam_client::cli::{Args, Config};
+use cam_net::output;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,8 +15,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
+        // Whoever read our output went away: not a failure of ours (as ripgrep does it).
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cam-client: error: {e:#}");
+            output::eprint_line(&format!("cam-client: error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -24,11 +27,11 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.gen_key {
         cam_net::keys::generate_key_file(path)?;
-        eprintln!(
+        output::eprint_line(&format!(
             "cam-client: wrote a new key to {0}. Copy it to the viewer's machine (e.g. scp), then run \
              cam-viewer --key-file {0} there and cam-client --key-file {0} here.",
             path.display()
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     if args.list_cameras {
@@ -42,7 +45,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
     let (summary, ok) = cam_client::driver::run(&config, stop)?;
-    println!("{}", serde_json::to_string(&summary)?);
+    // A closed stdout is not an error: the summary had no reader, the run itself went well.
+    output::print_line(&serde_json::to_string(&summary)?)?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -1,10 +1,10 @@
 //! Command-line flags, checked into a `Config`.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cam_net::keys::{key_from_options, AeadArg};
 use cam_net::simulate::SimulateArgs;
 use cam_proto::secure::AeadChoice;
@@ -73,11 +73,23 @@ pub struct Args {
     /// ffmpeg and VLC play. AVI has one frame rate per file: the stream's mean, from the capture
     /// times. PNG frames (--protocol classic) are re-encoded to JPEG. When the picture size
     /// changes or the file reaches 2 GiB, recording goes on in FILE-2.avi, FILE-3.avi, ...
-    /// The file is finalised on every exit: q, Esc, Ctrl-C, SIGTERM, --frames, --duration.
+    /// The file is finalised on every exit: q, Esc, Ctrl-C, SIGTERM, --frames, --duration;
+    /// after a crash or kill -9 it still plays, at the right rate, up to the last frame
+    /// written (only the seek index is missing). An existing FILE is never overwritten: the
+    /// recording goes to FILE-YYYYMMDD-HHMMSS.avi (UTC) instead, unless --force.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// Where the s key saves snapshots [default: the current directory].
+    /// With --record: start a new file (FILE-2.avi, FILE-3.avi, ...) every DURATION: seconds,
+    /// or a number with s, m or h (90, 15m, 1h).
+    #[arg(long, value_name = "DURATION", requires = "record", value_parser = parse_duration)]
+    pub record_segment: Option<Duration>,
+
+    /// With --record: overwrite existing files.
+    #[arg(long, requires = "record")]
+    pub force: bool,
+
+    /// Where the s key saves snapshots, created if missing [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub snapshot_dir: Option<PathBuf>,
 
@@ -125,6 +137,9 @@ pub struct Config {
     pub duration: Option<Duration>,
     pub save_frames: Option<PathBuf>,
     pub record: Option<PathBuf>,
+    pub record_segment: Option<Duration>,
+    /// `--force`: the recording may overwrite files.
+    pub force: bool,
     /// Empty for the current directory.
     pub snapshot_dir: PathBuf,
     pub max_frame_bytes: u32,
@@ -166,21 +181,32 @@ impl Config {
                 args.port
             );
         }
+        if args
+            .record_segment
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            bail!("--record-segment must be at least 1 s");
+        }
         if let Some(dir) = &args.snapshot_dir {
+            writable_dir("--snapshot-dir", dir)?;
+        }
+        if let Some(dir) = &args.save_frames {
+            writable_dir("--save-frames", dir)?;
+        }
+        if let Some(path) = &args.record {
+            // The file itself is created when recording starts; its directory must exist.
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
             if !dir.is_dir() {
                 bail!(
-                    "--snapshot-dir {} is not a directory; create it first",
+                    "--record {}: the directory {} does not exist",
+                    path.display(),
                     dir.display()
                 );
             }
-        }
-        if let Some(dir) = &args.save_frames {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create --save-frames directory {}: {e}",
-                    dir.display()
-                )
-            })?;
+            check_writable("--record", dir)?;
         }
         Ok(Config {
             port: args.port,
@@ -190,6 +216,8 @@ impl Config {
             duration,
             save_frames: args.save_frames,
             record: args.record,
+            record_segment: args.record_segment,
+            force: args.force,
             snapshot_dir: args.snapshot_dir.unwrap_or_default(),
             max_frame_bytes: args.max_frame_bytes,
             protocol: args.protocol,
@@ -198,5 +226,64 @@ impl Config {
             psk,
             aead: args.aead.map(AeadChoice::from).unwrap_or_default(),
         })
+    }
+}
+
+/// Creates `dir` (and its parents) if missing, and checks that a file can be made in it: a
+/// directory that cannot be written is found at start-up, not at the first frame.
+fn writable_dir(flag: &str, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the {flag} directory {}", dir.display()))?;
+    check_writable(flag, dir)
+}
+
+/// Creates and removes an empty file in `dir`. (Permission bits alone would not tell: root
+/// ignores them, and a read-only mount or a full inode table does not show in them.)
+fn check_writable(flag: &str, dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".cam-viewer-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("cannot write in the {flag} directory {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// `90`, `90s`, `1.5m`, `15m`, `1h`: a positive duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((at, 's')) => (&text[..at], 1.0),
+        Some((at, 'm')) => (&text[..at], 60.0),
+        Some((at, 'h')) => (&text[..at], 3600.0),
+        _ => (text, 1.0),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not a duration: give seconds, or a number with s, m or h (90, 15m, 1h)"
+        )
+    })?;
+    let secs = value * unit;
+    if !(0.001..1e9).contains(&secs) {
+        return Err(format!("{text:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2.5s").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["", "0", "-1", "m", "1d", "nan", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,14 +1,80 @@
 //! Running without a window: frames are still decoded, so that `--headless` measures (and
-//! counts failures of) the same work the window would do, on machines with no display.
+//! counts failures of) the same work the window would do, on machines with no display. A
+//! status line goes to stderr every second while datagrams arrive, as the client's does, so
+//! that a viewer running as a service shows in its journal what it receives.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::decode::{DecodeError, DecodeStats, JpegDecoder};
+use crate::decode::{DecodeCounts, DecodeError, DecodeStats, JpegDecoder};
 use crate::frame::ReceivedFrame;
+use crate::live::{LiveSnapshot, LiveStats};
+
+/// A status line this often while datagrams arrive.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// While nothing arrives: one line saying so, then one this often.
+pub const IDLE_STATUS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The status line's state: the counts at the last line, for rates.
+#[derive(Debug, Default)]
+pub struct StatusLine {
+    last: Option<(Instant, LiveSnapshot)>,
+    /// When the last line was printed while idle.
+    idle_said_at: Option<Instant>,
+}
+
+impl StatusLine {
+    /// The line due at `now`, if any.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        live: &LiveSnapshot,
+        decoded: &DecodeCounts,
+    ) -> Option<String> {
+        let Some((at, before)) = &self.last else {
+            self.last = Some((now, live.clone()));
+            return None;
+        };
+        let dt = now.saturating_duration_since(*at);
+        if dt < STATUS_INTERVAL {
+            return None;
+        }
+        let r = &live.receiver;
+        let b = &before.receiver;
+        let idle = r.datagrams_received == b.datagrams_received;
+        if idle {
+            if self
+                .idle_said_at
+                .is_some_and(|t| now.saturating_duration_since(t) < IDLE_STATUS_INTERVAL)
+            {
+                return None;
+            }
+            self.idle_said_at = Some(now);
+        } else {
+            self.idle_said_at = None;
+        }
+        let secs = dt.as_secs_f64();
+        let line = format!(
+            "cam-viewer: {:.1} fps, {:.0} kbit/s, frames {} (decoded {}, dropped {}), \
+             datagrams {} (invalid {}, duplicate {}), acks {}{}",
+            (r.frames_completed - b.frames_completed) as f64 / secs,
+            (r.bytes_received - b.bytes_received) as f64 * 8.0 / secs / 1000.0,
+            r.frames_completed,
+            decoded.frames_decoded,
+            r.frames_dropped + live.frames_overflowed,
+            r.datagrams_received,
+            r.datagrams_invalid,
+            r.datagrams_duplicate,
+            r.acks_sent,
+            if idle { ", idle" } else { "" }
+        );
+        self.last = Some((now, live.clone()));
+        Some(line)
+    }
+}
 
 /// How often `stop` is looked at while no frames come.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -16,12 +82,16 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// Decodes every frame until the channel disconnects or `stop` is set, counting outcomes in
 /// `stats`. Fails only if the decoder cannot be created; `stop` is set on every exit so that
 /// the receive worker ends too.
+///
+/// With `live` (what the receive worker publishes), a status line goes to stderr every second
+/// while datagrams arrive; a closed stderr only ends the lines.
 pub fn run_headless(
     frames: Receiver<ReceivedFrame>,
     stop: Arc<AtomicBool>,
     stats: &DecodeStats,
+    live: Option<&LiveStats>,
 ) -> Result<(), DecodeError> {
-    let result = decode_loop(&frames, &stop, stats);
+    let result = decode_loop(&frames, &stop, stats, live);
     stop.store(true, Ordering::SeqCst);
     result
 }
@@ -30,10 +100,17 @@ fn decode_loop(
     frames: &Receiver<ReceivedFrame>,
     stop: &AtomicBool,
     stats: &DecodeStats,
+    live: Option<&LiveStats>,
 ) -> Result<(), DecodeError> {
     let mut decoder = JpegDecoder::new()?;
     let mut pixels = Vec::new();
+    let mut status = StatusLine::default();
     while !stop.load(Ordering::SeqCst) {
+        if let Some(live) = live {
+            if let Some(line) = status.poll(Instant::now(), &live.snapshot(), &stats.snapshot()) {
+                cam_net::output::eprint_line(&line);
+            }
+        }
         let frame = match frames.recv_timeout(STOP_POLL) {
             Ok(frame) => frame,
             Err(RecvTimeoutError::Timeout) => continue,
@@ -60,7 +137,6 @@ fn decode_loop(
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 mod tests {
     use super::*;
-    use std::time::Instant;
     use turbojpeg::{Compressor, Image, PixelFormat};
 
     fn frame(seq: u32, jpeg: Vec<u8>) -> ReceivedFrame {
@@ -99,7 +175,7 @@ mod tests {
         drop(tx);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = DecodeStats::default();
-        run_headless(rx, Arc::clone(&stop), &stats).unwrap();
+        run_headless(rx, Arc::clone(&stop), &stats, None).unwrap();
         let counts = stats.snapshot();
         assert_eq!(counts.frames_decoded, 5);
         assert_eq!(counts.decode_errors, 1);
@@ -119,10 +195,42 @@ mod tests {
             })
         };
         let started = Instant::now();
-        run_headless(rx, stop, &DecodeStats::default()).unwrap();
+        run_headless(rx, stop, &DecodeStats::default(), None).unwrap();
         let took = started.elapsed();
         stopper.join().unwrap();
         drop(tx);
         assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[test]
+    fn status_every_second_while_datagrams_arrive_and_rarely_when_idle() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut live = LiveSnapshot::default();
+        let decoded = DecodeCounts::default();
+        let mut status = StatusLine::default();
+        assert_eq!(
+            status.poll(t0, &live, &decoded),
+            None,
+            "the first poll sets the base"
+        );
+        live.receiver.datagrams_received = 300;
+        live.receiver.frames_completed = 30;
+        live.receiver.bytes_received = 125_000;
+        assert_eq!(status.poll(at(999), &live, &decoded), None);
+        let line = status.poll(at(1_000), &live, &decoded).unwrap();
+        assert!(
+            line.starts_with("cam-viewer: 30.0 fps, 1000 kbit/s, frames 30"),
+            "{line}"
+        );
+        // Nothing new: one idle line, then silence for a minute.
+        let idle = status.poll(at(2_000), &live, &decoded).unwrap();
+        assert!(idle.ends_with(", idle"), "{idle}");
+        for s in 3..60 {
+            assert_eq!(status.poll(at(s * 1_000), &live, &decoded), None);
+        }
+        assert!(status.poll(at(62_000), &live, &decoded).is_some());
+        live.receiver.datagrams_received += 1;
+        assert!(status.poll(at(63_000), &live, &decoded).is_some());
     }
 }

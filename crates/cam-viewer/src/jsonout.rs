@@ -2,7 +2,7 @@
 //! here: one lock serialises the writers (the message port's thread, the main thread), and once
 //! the last line is out nothing else is printed.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -38,10 +38,6 @@ fn write_line(json: &str, last: bool) -> io::Result<()> {
     }
     *closed = last;
     let mut out = io::stdout().lock();
-    let written = writeln!(out, "{json}").and_then(|()| out.flush());
-    match written {
-        // Whoever read our output has gone: not an error of ours.
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
+    // Whoever read our output has gone: not an error of ours.
+    cam_net::output::ignore_broken_pipe(writeln!(out, "{json}").and_then(|()| out.flush()))
 }

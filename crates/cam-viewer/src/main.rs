@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use cam_net::output;
 use cam_proto::receiver::ReceiverConfig;
 use cam_viewer::cli::{Args, Config};
 use cam_viewer::decode::DecodeStats;
@@ -25,8 +26,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
+        // Whoever read our output went away: not a failure of ours (as ripgrep does it).
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cam-viewer: error: {e:#}");
+            output::eprint_line(&format!("cam-viewer: error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -48,7 +51,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (record_sink, recorder) = match &config.record {
         Some(path) => {
-            let (sink, recorder) = record::start(path)?;
+            let options = record::RecordOptions {
+                force: config.force,
+                segment: config.record_segment,
+            };
+            let (sink, recorder, path) = record::start(path, options)?;
             log::info!("recording to {}", path.display());
             (Some(sink), Some(recorder))
         }
@@ -73,7 +80,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             end_at: config.duration.map(|d| started + d),
             impairment: config.simulate.impairment(),
             protocol: config.protocol,
-            live: (!config.headless).then(|| live.clone()),
+            live: Some(live.clone()),
             record: record_sink,
         },
     )?;
@@ -89,7 +96,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let stats = DecodeStats::default();
     let shown = if config.headless {
-        headless::run_headless(rx, stop.clone(), &stats).map_err(anyhow::Error::from)
+        headless::run_headless(rx, stop.clone(), &stats, Some(&live)).map_err(anyhow::Error::from)
     } else {
         let opts = DisplayOptions {
             listen_desc: local.to_string(),
@@ -124,16 +131,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         &stats.latency,
         started.elapsed(),
     );
-    let mut recording_failed = None;
     if let Some((recording, result)) = recorded {
         summary.frames_recorded = Some(recording.frames_recorded);
         summary.frames_unrecorded = Some(recording.frames_unrecorded);
-        recording_failed = result.err();
+        summary.record_error = result.err().map(|e| format!("{e:#}"));
     }
     jsonout::last_line(&summary).context("cannot print the summary")?;
-    if let Some(e) = recording_failed {
-        eprintln!("cam-viewer: error: the recording is incomplete: {e:#}");
-        return Ok(ExitCode::FAILURE);
+    // The stream went on; the exit status still says that what was asked for is incomplete.
+    let mut code = ExitCode::SUCCESS;
+    if let Some(e) = &summary.save_error {
+        output::eprint_line(&format!(
+            "cam-viewer: error: saving stopped after {} frames: {e}",
+            summary.frames_saved
+        ));
+        code = ExitCode::FAILURE;
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(e) = &summary.record_error {
+        output::eprint_line(&format!(
+            "cam-viewer: error: the recording is incomplete: {e}"
+        ));
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
 }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::de::IgnoredAny;
@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::frontend::Protocol;
 use crate::jsonout;
+use crate::refusals::RateLimit;
 use crate::worker::canonical;
 
 /// Largest message accepted, even when it is valid JSON.
@@ -182,7 +183,11 @@ fn serve(
     let mut report = MsgReport::default();
     // Room for any UDP datagram, so that an oversized message is seen whole and refused.
     let mut buf = vec![0u8; 65_536];
+    // One line per refused message otherwise: a byte at a time made 158 MB of stderr in 10 s.
+    let mut limit = RateLimit::per_event();
     while !stop.load(Ordering::Relaxed) {
+        let left_out = limit.poll_left_out(Instant::now());
+        log_left_out(&limit, left_out);
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e)
@@ -206,7 +211,9 @@ fn serve(
             Verdict::Accepted(compact) => {
                 report.messages += 1;
                 if let Err(e) = jsonout::raw_line(&message_line(from, wall_clock_us(), compact)) {
-                    log::warn!("cannot print a message: {e}");
+                    if limit.admit(Instant::now()) {
+                        log::warn!("cannot print a message: {e}");
+                    }
                 }
                 *latest
                     .lock()
@@ -214,14 +221,28 @@ fn serve(
             }
             Verdict::Refused(why) => {
                 report.refused += 1;
-                log::info!("refused a message from {}: {why}", canonical(from));
+                if limit.admit(Instant::now()) {
+                    log::info!("refused a message from {}: {why}", canonical(from));
+                }
             }
         }
         if let Err(e) = socket.send_to(&reply(&verdict, style), from) {
             log::debug!("answer to {from} not sent: {e}");
         }
     }
+    let left_out = limit.take_left_out();
+    log_left_out(&limit, left_out);
     report
+}
+
+fn log_left_out(limit: &RateLimit, left_out: Option<u64>) {
+    if let Some(n) = left_out {
+        log::info!(
+            "message port: {n} more refused or unprintable messages were not logged ({}; all \
+             are counted in the final count)",
+            limit.describe()
+        );
+    }
 }
 
 fn wall_clock_us() -> u64 {

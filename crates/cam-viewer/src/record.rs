@@ -3,8 +3,17 @@
 //!
 //! The container is plain RIFF AVI 1.0: `hdrl` (`avih`, one `strl` with `strh` and a
 //! BITMAPINFOHEADER `strf` naming `MJPG`), a `movi` list of `00dc` chunks, and an `idx1` index.
-//! The header goes out first with placeholders; sizes, the frame count and the frame rate are
-//! known only at the end, when [`AviWriter::finish`] writes the index and rewrites the header.
+//!
+//! A viewer killed with `kill -9` (or a power cut after the page cache reached the disk) must
+//! leave a file that plays at the right rate for the right time. After every frame the writer
+//! therefore rewrites the fixed-size header in place: sizes, frame count, frame rate and picture
+//! size always describe the frames on disk, so the file is at every moment a complete AVI whose
+//! only missing part is the `idx1` index, which AVI readers do without (ffmpeg, ffplay and VLC
+//! then read the `movi` list in order; VLC offers to build an index for seeking).
+//! [`AviWriter::finish`] appends the index and sets `AVIF_HASINDEX`. That costs one seek and a
+//! 224-byte write per frame, nothing beside a JPEG; the alternatives were an OpenDML index
+//! written in pieces (far more format for the same result) or short segments alone (a killed
+//! viewer would still leave its last segment without a frame rate).
 //!
 //! Writing happens on a thread of its own fed by a bounded channel ([`start`]): the receive
 //! worker must never wait for a disk, because its acks are the sender's flow control. A frame
@@ -13,7 +22,10 @@
 //!
 //! AVI has one picture size per file and 32-bit sizes. When the stream's size changes, or a
 //! file would pass [`MAX_FILE_BYTES`], the file is finished and recording goes on in the next
-//! one: `rec.avi`, `rec-2.avi`, `rec-3.avi`, … Classic mode's PNG frames are re-encoded to JPEG.
+//! one: `rec.avi`, `rec-2.avi`, `rec-3.avi`, … So it does after every `--record-segment`
+//! (timed from each file's first frame, on this machine's clock). No file is ever overwritten
+//! unless `--force`: an existing `rec.avi` makes the recording `rec-YYYYMMDD-HHMMSS.avi`, and a
+//! part name that is taken is skipped. Classic mode's PNG frames are re-encoded to JPEG.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -21,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -71,7 +83,8 @@ const AVIF_HASINDEX: u32 = 0x10;
 /// idx1 flag: every MJPEG frame stands alone.
 const AVIIF_KEYFRAME: u32 = 0x10;
 
-/// Writes one AVI file.
+/// Writes one AVI file; after every frame the file on `out` is a playable AVI (see the module
+/// notes).
 #[derive(Debug)]
 pub struct AviWriter<W: Write + Seek> {
     out: W,
@@ -94,9 +107,8 @@ impl<W: Write + Seek> AviWriter<W> {
     }
 
     /// Like [`new`](Self::new), with a smaller size limit (for tests of the rollover).
-    fn with_limit(mut out: W, max_file_bytes: u64) -> io::Result<Self> {
-        out.write_all(&header(&HeaderFields::default()))?;
-        Ok(AviWriter {
+    fn with_limit(out: W, max_file_bytes: u64) -> io::Result<Self> {
+        let mut writer = AviWriter {
             out,
             size: None,
             index: Vec::new(),
@@ -105,7 +117,10 @@ impl<W: Write + Seek> AviWriter<W> {
             first_timestamp_us: None,
             last_timestamp_us: None,
             max_file_bytes: max_file_bytes.min(MAX_FILE_BYTES),
-        })
+        };
+        writer.out.write_all(&header(&writer.fields(false)))?;
+        writer.out.flush()?;
+        Ok(writer)
     }
 
     /// Picture size of the file; `None` until a frame with a known size is written.
@@ -154,7 +169,43 @@ impl<W: Write + Seek> AviWriter<W> {
         }
         self.first_timestamp_us.get_or_insert(timestamp_us);
         self.last_timestamp_us = Some(timestamp_us);
-        Ok(())
+        self.rewrite_header(false)
+    }
+
+    /// The header for what is written so far, with or without the index that follows `movi`.
+    fn fields(&self, indexed: bool) -> HeaderFields {
+        let frame_period_us = self.frame_period_us();
+        let index_len = if indexed {
+            8 + self.index.len() as u64 * layout::INDEX_ENTRY
+        } else {
+            0
+        };
+        let file_len = layout::HEADER_LEN as u64 + self.movi_bytes + index_len;
+        let (width, height) = self.size.unwrap_or((0, 0));
+        HeaderFields {
+            riff_size: u32_or_max(file_len - 8),
+            movi_size: u32_or_max(4 + self.movi_bytes),
+            frames: u32_or_max(self.index.len() as u64),
+            frame_period_us,
+            max_bytes_per_sec: u32_or_max(
+                u64::from(self.largest_frame) * 1_000_000 / u64::from(frame_period_us.max(1)),
+            ),
+            buffer_size: self.largest_frame.saturating_add(8),
+            width: width.into(),
+            height: height.into(),
+            indexed,
+        }
+    }
+
+    /// Puts the frames written so far on the file (out of any buffer), then a header that
+    /// describes them, and moves back to the end.
+    fn rewrite_header(&mut self, indexed: bool) -> io::Result<()> {
+        let fields = self.fields(indexed);
+        self.out.flush()?;
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&header(&fields))?;
+        self.out.seek(SeekFrom::End(0))?;
+        self.out.flush()
     }
 
     /// Writes the index, rewrites the header with the final numbers, flushes, and hands back
@@ -171,26 +222,7 @@ impl<W: Write + Seek> AviWriter<W> {
             entries.extend_from_slice(&len.to_le_bytes());
         }
         self.out.write_all(&entries)?;
-
-        let frame_period_us = self.frame_period_us();
-        let file_len = layout::HEADER_LEN as u64 + self.movi_bytes + 8 + index_len;
-        let (width, height) = self.size.unwrap_or((0, 0));
-        let fields = HeaderFields {
-            riff_size: u32_or_max(file_len - 8),
-            movi_size: u32_or_max(4 + self.movi_bytes),
-            frames: u32_or_max(self.index.len() as u64),
-            frame_period_us,
-            max_bytes_per_sec: u32_or_max(
-                u64::from(self.largest_frame) * 1_000_000 / u64::from(frame_period_us.max(1)),
-            ),
-            buffer_size: self.largest_frame.saturating_add(8),
-            width: width.into(),
-            height: height.into(),
-        };
-        self.out.seek(SeekFrom::Start(0))?;
-        self.out.write_all(&header(&fields))?;
-        self.out.seek(SeekFrom::End(0))?;
-        self.out.flush()?;
+        self.rewrite_header(true)?;
         Ok(self.out)
     }
 
@@ -227,6 +259,8 @@ struct HeaderFields {
     buffer_size: u32,
     width: u32,
     height: u32,
+    /// An `idx1` follows `movi` (`AVIF_HASINDEX`).
+    indexed: bool,
 }
 
 fn header(f: &HeaderFields) -> Vec<u8> {
@@ -248,7 +282,8 @@ fn header(f: &HeaderFields) -> Vec<u8> {
     h.extend_from_slice(&f.frame_period_us.to_le_bytes());
     h.extend_from_slice(&f.max_bytes_per_sec.to_le_bytes());
     h.extend_from_slice(&0u32.to_le_bytes()); // padding granularity
-    h.extend_from_slice(&AVIF_HASINDEX.to_le_bytes());
+    let flags = if f.indexed { AVIF_HASINDEX } else { 0 };
+    h.extend_from_slice(&flags.to_le_bytes());
     h.extend_from_slice(&f.frames.to_le_bytes());
     h.extend_from_slice(&0u32.to_le_bytes()); // initial frames
     h.extend_from_slice(&1u32.to_le_bytes()); // streams
@@ -353,6 +388,9 @@ pub struct RecordedFrame {
     /// Capture time (or, without one, arrival time), wall-clock microseconds since the Unix
     /// epoch; used only to estimate the frame rate.
     pub timestamp_us: u64,
+    /// When it was handed to the recorder, on this machine's clock: `--record-segment` cuts
+    /// by it.
+    pub arrived: Instant,
 }
 
 impl RecordedFrame {
@@ -368,6 +406,7 @@ impl RecordedFrame {
             width,
             height,
             timestamp_us,
+            arrived: Instant::now(),
         }
     }
 }
@@ -433,53 +472,143 @@ impl Recorder {
     }
 }
 
-/// Creates `path` now, so that an unwritable path fails at start-up, and starts the thread
-/// that writes frames offered to the returned sink.
-pub fn start(path: &Path) -> Result<(RecordSink, Recorder)> {
-    start_with_limit(path, MAX_FILE_BYTES)
+/// How a recording names and splits its files.
+#[derive(Debug, Clone, Default)]
+pub struct RecordOptions {
+    /// `--force`: overwrite existing files instead of choosing free names.
+    pub force: bool,
+    /// `--record-segment`: a new file after this long (the viewer's clock).
+    pub segment: Option<Duration>,
 }
 
-fn start_with_limit(path: &Path, max_file_bytes: u64) -> Result<(RecordSink, Recorder)> {
-    let file = File::create(path)
-        .with_context(|| format!("cannot create the --record file {}", path.display()))?;
+/// Opens the first file now, so that an unwritable path fails at start-up (its header is
+/// written and flushed here), and starts the thread that writes frames offered to the returned
+/// sink. Returns the path actually used: `path` itself, or a free name beside it when `path`
+/// exists and `options.force` is off.
+pub fn start(path: &Path, options: RecordOptions) -> Result<(RecordSink, Recorder, PathBuf)> {
+    start_with_limit(path, options, MAX_FILE_BYTES)
+}
+
+fn start_with_limit(
+    path: &Path,
+    options: RecordOptions,
+    max_file_bytes: u64,
+) -> Result<(RecordSink, Recorder, PathBuf)> {
+    let (first_path, file) = open_first(path, options.force, SystemTime::now())?;
+    let first = Part::open(first_path.clone(), file, max_file_bytes)?;
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_FRAMES);
-    let path = path.to_owned();
+    let recording = Recording {
+        first_path: first_path.clone(),
+        options,
+        max_file_bytes,
+    };
     let thread = std::thread::Builder::new()
         .name("record".into())
-        .spawn(move || record_loop(&rx, path, file, max_file_bytes))
+        .spawn(move || record_loop(&rx, &recording, first))
         .context("cannot start the recording thread")?;
     let unrecorded = Arc::new(AtomicU64::new(0));
     let sink = RecordSink {
         frames: tx,
         unrecorded: Arc::clone(&unrecorded),
     };
-    Ok((sink, Recorder { thread, unrecorded }))
+    Ok((sink, Recorder { thread, unrecorded }, first_path))
+}
+
+/// Creates a file that did not exist (or, with `force`, truncates it).
+fn create(path: &Path, force: bool) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    options.open(path)
+}
+
+/// The first file: `path`, or when it exists (and not `force`) `stem-YYYYMMDD-HHMMSS.ext`
+/// from the UTC start time, then `…_2.ext`, `…_3.ext`: the parts of a recording are
+/// `-2`, `-3`, …, so a second run's names must not look like parts of the first.
+fn open_first(path: &Path, force: bool, now: SystemTime) -> Result<(PathBuf, File)> {
+    let stamp = crate::snapshot::utc_stamp(now);
+    let stamp = stamp.split('.').next().unwrap_or_default();
+    let candidates = std::iter::once(path.to_owned()).chain((1..=100).map(|n| {
+        let suffix = if n == 1 {
+            format!("-{stamp}")
+        } else {
+            format!("-{stamp}_{n}")
+        };
+        with_suffix(path, &suffix)
+    }));
+    for candidate in candidates {
+        match create(&candidate, force) {
+            Ok(file) => {
+                if candidate != path {
+                    log::warn!(
+                        "{} exists: recording to {} instead (--force overwrites)",
+                        path.display(),
+                        candidate.display()
+                    );
+                }
+                return Ok((candidate, file));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the --record file {}", candidate.display())
+                })
+            }
+        }
+    }
+    anyhow::bail!(
+        "cannot find a free name beside {}; remove old recordings or use --force",
+        path.display()
+    )
+}
+
+/// `rec.avi` + `-2` → `rec-2.avi`; `out` + `-2` → `out-2`.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}{suffix}"),
+    };
+    path.with_file_name(name)
 }
 
 /// The file after `first`: `rec.avi` → `rec-2.avi` for `part` 2.
 fn part_path(first: &Path, part: usize) -> PathBuf {
-    let stem = first
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match first.extension() {
-        Some(ext) => format!("{stem}-{part}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{part}"),
-    };
-    first.with_file_name(name)
+    with_suffix(first, &format!("-{part}"))
+}
+
+/// What stays the same for all files of one recording.
+#[derive(Debug)]
+struct Recording {
+    first_path: PathBuf,
+    options: RecordOptions,
+    max_file_bytes: u64,
 }
 
 /// The open file and where it lives.
 struct Part {
     path: PathBuf,
     writer: AviWriter<BufWriter<File>>,
+    /// When its first frame arrived: where its segment (`--record-segment`) began.
+    started: Option<Instant>,
 }
 
 impl Part {
     fn open(path: PathBuf, file: File, max_file_bytes: u64) -> Result<Part> {
         let writer = AviWriter::with_limit(BufWriter::new(file), max_file_bytes)
             .with_context(|| format!("cannot write to {}", path.display()))?;
-        Ok(Part { path, writer })
+        Ok(Part {
+            path,
+            writer,
+            started: None,
+        })
     }
 
     fn finish(self) -> Result<()> {
@@ -501,21 +630,14 @@ impl Part {
 
 fn record_loop(
     frames: &Receiver<RecordedFrame>,
-    first_path: PathBuf,
-    first_file: File,
-    max_file_bytes: u64,
+    recording: &Recording,
+    first: Part,
 ) -> (RecordReport, Result<()>) {
     let mut report = RecordReport {
-        files: vec![first_path.clone()],
+        files: vec![first.path.clone()],
         ..RecordReport::default()
     };
-    let mut part = match Part::open(first_path.clone(), first_file, max_file_bytes) {
-        Ok(part) => Some(part),
-        Err(e) => {
-            report.frames_unrecorded = frames.iter().count() as u64;
-            return (report, Err(e));
-        }
-    };
+    let mut part = Some(first);
     let mut failure = None;
     for frame in frames.iter() {
         if part.is_none() {
@@ -526,10 +648,13 @@ fn record_loop(
             report.frames_unrecorded += 1;
             continue;
         };
-        match write_one(&mut part, &frame, &first_path, &mut report, max_file_bytes) {
+        match write_one(&mut part, &frame, recording, &mut report) {
             Ok(()) => report.frames_recorded += 1,
             Err(e) => {
-                log::error!("recording stopped: {e:#}");
+                log::error!(
+                    "recording stopped after {} frames: {e:#} (the stream goes on)",
+                    report.frames_recorded
+                );
                 report.frames_unrecorded += 1;
                 // Keep what is on disk readable: finish the file as far as it goes.
                 if let Some(broken) = part.take() {
@@ -565,13 +690,12 @@ fn as_jpeg(frame: RecordedFrame) -> Option<RecordedFrame> {
 }
 
 /// Writes `frame` to the open file, first moving on to the next file when the picture size
-/// changed or the file is full.
+/// changed, the file is full or its segment time is up.
 fn write_one(
     part: &mut Option<Part>,
     frame: &RecordedFrame,
-    first_path: &Path,
+    recording: &Recording,
     report: &mut RecordReport,
-    max_file_bytes: u64,
 ) -> Result<()> {
     let Some(current) = part.as_ref() else {
         return Ok(());
@@ -580,26 +704,30 @@ fn write_one(
     let size = jpeg_size(&frame.jpeg).or(header_size);
     let resized = current.writer.size().zip(size).is_some_and(|(a, b)| a != b);
     let full = !current.writer.fits(frame.jpeg.len());
-    if current.writer.frames() > 0 && (resized || full) {
-        let next = part_path(first_path, report.files.len() + 1);
+    let segment_done = recording
+        .options
+        .segment
+        .zip(current.started)
+        .is_some_and(|(d, started)| frame.arrived.saturating_duration_since(started) >= d);
+    if current.writer.frames() > 0 && (resized || full || segment_done) {
+        let (next, file) = open_next(recording, report.files.len() + 1)?;
         match (resized, size) {
             (true, Some((w, h))) => log::info!(
                 "the picture size changed to {w}x{h}: recording goes on in {}",
                 next.display()
             ),
-            _ => log::info!(
+            _ if full => log::info!(
                 "{} reached the AVI size limit: recording goes on in {}",
                 current.path.display(),
                 next.display()
             ),
+            _ => log::info!("recording goes on in {}", next.display()),
         }
         if let Some(done) = part.take() {
             done.finish()?;
         }
-        let file =
-            File::create(&next).with_context(|| format!("cannot create {}", next.display()))?;
         report.files.push(next.clone());
-        *part = Some(Part::open(next, file, max_file_bytes)?);
+        *part = Some(Part::open(next, file, recording.max_file_bytes)?);
     }
     let Some(current) = part.as_mut() else {
         return Ok(());
@@ -607,7 +735,25 @@ fn write_one(
     current
         .writer
         .write_frame(&frame.jpeg, size, frame.timestamp_us)
-        .with_context(|| format!("cannot write to {}", current.path.display()))
+        .with_context(|| format!("cannot write to {}", current.path.display()))?;
+    current.started.get_or_insert(frame.arrived);
+    Ok(())
+}
+
+/// Creates part `number` of the recording (a name that is free, unless `--force`).
+fn open_next(recording: &Recording, number: usize) -> Result<(PathBuf, File)> {
+    let mut number = number;
+    loop {
+        let next = part_path(&recording.first_path, number);
+        match create(&next, recording.options.force) {
+            Ok(file) => return Ok((next, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && number < 10_000 => {
+                log::debug!("{} exists; trying the next name", next.display());
+                number += 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", next.display())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -692,6 +838,55 @@ mod tests {
     }
 
     #[test]
+    fn after_every_frame_the_header_describes_the_frames_on_disk() {
+        let frames = [
+            tiny_jpeg(32, 16, 10),
+            tiny_jpeg(32, 16, 90),
+            b"\xFF\xD8odd".to_vec(),
+        ];
+        let mut writer = AviWriter::new(Cursor::new(Vec::new())).unwrap();
+        for (i, jpeg) in frames.iter().enumerate() {
+            writer
+                .write_frame(jpeg, jpeg_size(jpeg), i as u64 * 50_000)
+                .unwrap();
+            // What a kill -9 now would leave: no index, everything else final.
+            let avi = writer.out.get_ref().clone();
+            assert_eq!(le32(&avi, layout::RIFF_SIZE) as usize, avi.len() - 8);
+            assert_eq!(
+                le32(&avi, layout::MOVI_LIST + 4) as usize,
+                avi.len() - layout::MOVI_LIST - 8
+            );
+            assert_eq!(le32(&avi, layout::AVIH_DATA + 16) as usize, i + 1, "frames");
+            assert_eq!(le32(&avi, layout::STRH_DATA + 32) as usize, i + 1, "length");
+            assert_eq!(le32(&avi, layout::AVIH_DATA + 12) & AVIF_HASINDEX, 0);
+            if i > 0 {
+                assert_eq!(le32(&avi, layout::AVIH_DATA), 50_000, "20 fps");
+            }
+        }
+        let avi = writer.finish().unwrap().into_inner();
+        assert_ne!(le32(&avi, layout::AVIH_DATA + 12) & AVIF_HASINDEX, 0);
+        assert_eq!(indexed_frames(&avi).len(), 3);
+    }
+
+    #[test]
+    fn an_existing_file_is_never_overwritten_unless_forced() {
+        let dir = std::env::temp_dir().join(format!("camstream-noclobber-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec.avi");
+        std::fs::write(&path, b"precious").unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_688_100);
+        let (first, _) = open_first(&path, false, now).unwrap();
+        assert_eq!(first, dir.join("rec-20261126-101500.avi"));
+        let (second, _) = open_first(&path, false, now).unwrap();
+        assert_eq!(second, dir.join("rec-20261126-101500_2.avi"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        let (forced, _) = open_first(&path, true, now).unwrap();
+        assert_eq!(forced, path);
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "--force truncates");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_empty_recording_is_still_a_valid_file() {
         let avi = AviWriter::new(Cursor::new(Vec::new()))
             .unwrap()
@@ -772,7 +967,8 @@ mod tests {
         let large = tiny_jpeg(64, 32, 10);
         // Room for about three small frames per file.
         let limit = (layout::HEADER_LEN + 8 + 3 * (small.len() + 8 + 1 + 16)) as u64;
-        let (sink, recorder) = start_with_limit(&path, limit).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (sink, recorder, _) = start_with_limit(&path, RecordOptions::default(), limit).unwrap();
         let sent = [&small, &small, &large, &large, &large, &large];
         for (i, jpeg) in sent.iter().enumerate() {
             sink.offer(RecordedFrame {
@@ -780,6 +976,7 @@ mod tests {
                 width: 0,
                 height: 0,
                 timestamp_us: i as u64,
+                arrived: Instant::now(),
             });
         }
         drop(sink);

@@ -1,6 +1,12 @@
-//! What the viewer says about datagrams it refuses: counted always, logged at warn at most
-//! once every few seconds with the counts and the likeliest cause (a client with another key
-//! or none, replays), and once that an unkeyed stream from another machine is unauthenticated.
+//! Bounded logging. [`RateLimit`] lets a few lines of one kind through per interval and counts
+//! the rest, so that a line caused by a datagram or a message (a new stream, a classic sender, a
+//! refused message) can never flood the log: at most `burst` lines, then one line with the count
+//! of those left out, per interval, whatever arrives.
+//!
+//! [`RefusalLog`] is what the viewer says about datagrams it refuses: counted always, logged at
+//! warn at most once every few seconds with the counts and the likeliest cause (a client with
+//! another key or none, replays), and once that an unkeyed stream from another machine is
+//! unauthenticated.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,6 +15,92 @@ use cam_proto::receiver::ReceiverStats;
 
 /// At most one warn line about refused datagrams per this interval.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The interval of the per-event limits ([`RateLimit::per_event`]).
+pub const EVENT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// Lines of one kind let through per [`EVENT_LOG_INTERVAL`]: enough for a restart or two of a
+/// real client to show in full.
+pub const EVENT_LOG_BURST: u32 = 5;
+
+/// At most `burst` lines per `interval`, counting those left out. An interval starts with the
+/// first line let through after the previous one ended, so a quiet log stays quiet.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    interval: Duration,
+    burst: u32,
+    /// When the current interval ends; `None` while none is running.
+    until: Option<Instant>,
+    used: u32,
+    left_out: u64,
+}
+
+impl RateLimit {
+    pub fn new(interval: Duration, burst: u32) -> RateLimit {
+        RateLimit {
+            interval,
+            burst,
+            until: None,
+            used: 0,
+            left_out: 0,
+        }
+    }
+
+    /// For lines caused by a datagram or a message: [`EVENT_LOG_BURST`] per
+    /// [`EVENT_LOG_INTERVAL`].
+    pub fn per_event() -> RateLimit {
+        RateLimit::new(EVENT_LOG_INTERVAL, EVENT_LOG_BURST)
+    }
+
+    /// Whether a line may be logged now. If not, it is counted, for [`poll_left_out`].
+    ///
+    /// [`poll_left_out`]: RateLimit::poll_left_out
+    pub fn admit(&mut self, now: Instant) -> bool {
+        if self.until.is_some_and(|end| now >= end) && self.left_out == 0 {
+            self.until = None;
+        }
+        match self.until {
+            None => {
+                self.until = Some(now + self.interval);
+                self.used = 1;
+                true
+            }
+            Some(_) if self.used < self.burst => {
+                self.used += 1;
+                true
+            }
+            Some(_) => {
+                self.left_out += 1;
+                false
+            }
+        }
+    }
+
+    /// Once an interval in which lines were left out has ended: how many were. The caller logs
+    /// one line with the count; the next line is let through again.
+    pub fn poll_left_out(&mut self, now: Instant) -> Option<u64> {
+        if self.left_out == 0 || self.until.is_some_and(|end| now < end) {
+            return None;
+        }
+        self.until = None;
+        self.used = 0;
+        Some(std::mem::take(&mut self.left_out))
+    }
+
+    /// The lines left out and not yet reported, whether or not their interval has ended: for
+    /// a last line on exit.
+    pub fn take_left_out(&mut self) -> Option<u64> {
+        (self.left_out > 0).then(|| std::mem::take(&mut self.left_out))
+    }
+
+    /// The limit in words, for the count line: "at most 5 lines per 5 s".
+    pub fn describe(&self) -> String {
+        format!(
+            "at most {} lines per {} s",
+            self.burst,
+            self.interval.as_secs_f64()
+        )
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
@@ -35,7 +127,9 @@ impl Counts {
 pub struct RefusalLog {
     keyed: bool,
     logged: Counts,
-    next_at: Option<Instant>,
+    limit: RateLimit,
+    /// Whether a line has been logged: later ones say which interval their counts cover.
+    said_before: bool,
     warned_unauthenticated: bool,
 }
 
@@ -44,7 +138,8 @@ impl RefusalLog {
         RefusalLog {
             keyed,
             logged: Counts::default(),
-            next_at: None,
+            limit: RateLimit::new(REFUSAL_LOG_INTERVAL, 1),
+            said_before: false,
             warned_unauthenticated: false,
         }
     }
@@ -52,7 +147,12 @@ impl RefusalLog {
     /// The warn line for what was refused since the last one, if it is time for one.
     pub fn poll(&mut self, now: Instant, stats: &ReceiverStats) -> Option<String> {
         let counts = Counts::of(stats);
-        if counts.invalid == self.logged.invalid || self.next_at.is_some_and(|t| now < t) {
+        if counts.invalid == self.logged.invalid {
+            return None;
+        }
+        // The counts below cover what the limit leaves out, so its own count is not needed.
+        let _ = self.limit.poll_left_out(now);
+        if !self.limit.admit(now) {
             return None;
         }
         let unauthenticated = counts.unauthenticated - self.logged.unauthenticated;
@@ -81,14 +181,14 @@ impl RefusalLog {
         if replayed > 0 {
             line.push_str("; replayed: someone may be resending captured datagrams");
         }
-        if self.next_at.is_some() {
+        if self.said_before {
             line.push_str(&format!(
                 " (in the last {} s)",
                 REFUSAL_LOG_INTERVAL.as_secs()
             ));
         }
         self.logged = counts;
-        self.next_at = Some(now + REFUSAL_LOG_INTERVAL);
+        self.said_before = true;
         Some(line)
     }
 
@@ -110,6 +210,34 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_lets_a_burst_through_then_counts_once_per_interval() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut limit = RateLimit::new(Duration::from_secs(5), 3);
+        let admitted = (0..1000).filter(|i| limit.admit(ms(*i))).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(
+            limit.poll_left_out(ms(4_999)),
+            None,
+            "not before the interval ends"
+        );
+        assert_eq!(limit.poll_left_out(ms(5_000)), Some(997));
+        assert_eq!(limit.poll_left_out(ms(5_001)), None, "counted once");
+        assert!(
+            limit.admit(ms(5_002)),
+            "a new interval lets lines through again"
+        );
+        // A quiet interval ends by itself: nothing to count, the next line goes through.
+        let mut quiet = RateLimit::new(Duration::from_secs(5), 1);
+        assert!(quiet.admit(ms(0)));
+        assert_eq!(quiet.poll_left_out(ms(60_000)), None);
+        assert!(quiet.admit(ms(60_000)));
+        assert!(!quiet.admit(ms(60_001)));
+        // Left-out lines are never lost, however late the poll.
+        assert_eq!(quiet.poll_left_out(ms(600_000)), Some(1));
+    }
 
     fn stats(invalid: u64, unauthenticated: u64, replayed: u64) -> ReceiverStats {
         ReceiverStats {

@@ -18,6 +18,9 @@ pub struct Summary {
     pub frames_dropped: u64,
     pub decode_errors: u64,
     pub frames_saved: u64,
+    /// `--save-frames`: why saving stopped early (a failed write), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_error: Option<String>,
     pub datagrams_received: u64,
     /// Every refused datagram: malformed, foreign, too large, inconsistent.
     pub datagrams_invalid: u64,
@@ -48,6 +51,9 @@ pub struct Summary {
     pub frames_recorded: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_unrecorded: Option<u64>,
+    /// With `--record`: why recording stopped early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }
 
 impl Summary {
@@ -74,6 +80,7 @@ impl Summary {
             frames_dropped: s.frames_dropped + report.frames_overflowed,
             decode_errors: decoded.decode_errors,
             frames_saved: report.frames_saved,
+            save_error: report.save_error.clone(),
             datagrams_received: s.datagrams_received,
             datagrams_invalid: s.datagrams_invalid,
             datagrams_foreign: s.datagrams_foreign,
@@ -92,6 +99,7 @@ impl Summary {
             latency_p99_ms: latency.percentile_ms(0.99).map(round3),
             frames_recorded: None,
             frames_unrecorded: None,
+            record_error: None,
         }
     }
 }

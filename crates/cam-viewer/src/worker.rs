@@ -22,7 +22,7 @@ use crate::frame::ReceivedFrame;
 use crate::frontend::{self, Protocol};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
 use crate::record::{RecordSink, RecordedFrame};
-use crate::refusals::RefusalLog;
+use crate::refusals::{RateLimit, RefusalLog};
 
 /// Complete frames held while the decode queue is full. Credit covers this buffer as well
 /// as the decode queue: a long round trip needs several frames granted ahead (a
@@ -56,6 +56,9 @@ pub struct WorkerConfig {
 pub struct WorkerReport {
     pub stats: ReceiverStats,
     pub frames_saved: u64,
+    /// `--save-frames`: why saving stopped, if a write failed (saving stops at the first
+    /// failure; the stream goes on).
+    pub save_error: Option<String>,
     /// Complete frames dropped because the decode side could not keep up.
     pub frames_overflowed: u64,
     pub first_datagram_at: Option<Instant>,
@@ -91,6 +94,9 @@ struct Worker {
     wrong_protocol: frontend::WrongProtocol,
     /// Rate-limited warnings about refused datagrams (camstream only).
     refusals: Option<RefusalLog>,
+    /// Lines about streams starting, switching and stalling: one per event otherwise, and a
+    /// flood of new stream ids (or classic senders) is one event per datagram.
+    stream_log: RateLimit,
 }
 
 impl Worker {
@@ -117,6 +123,7 @@ impl Worker {
             read_timeout: None,
             wrong_protocol,
             refusals,
+            stream_log: RateLimit::per_event(),
         }
     }
 
@@ -148,6 +155,8 @@ impl Worker {
             {
                 log::warn!("{line}");
             }
+            let left_out = self.stream_log.poll_left_out(now);
+            self.log_left_out(left_out);
             if now >= next_publish {
                 self.publish_live(now);
                 next_publish = now + PUBLISH_INTERVAL;
@@ -161,6 +170,8 @@ impl Worker {
             }
             self.wait_and_receive(&mut buf)?;
         }
+        let left_out = self.stream_log.take_left_out();
+        self.log_left_out(left_out);
         // Whatever is complete still goes to the decoder before the channel closes.
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some(frame) = self.pending.pop_front() {
@@ -229,16 +240,7 @@ impl Worker {
             match event {
                 ReceiveEvent::Frame(frame) => {
                     self.report.last_frame_at = Some(frame.completed_at);
-                    if let Some(dir) = &self.config.save_frames {
-                        self.report.frames_saved += 1;
-                        let path = dir.join(format!(
-                            "frame-{:06}.{}",
-                            self.report.frames_saved,
-                            crate::picture::extension(&frame.data)
-                        ));
-                        std::fs::write(&path, &frame.data)
-                            .with_context(|| format!("cannot save {}", path.display()))?;
-                    }
+                    self.save(&frame.data);
                     let header = frame.header;
                     if let Some(sink) = &self.config.record {
                         let (width, height) = header.map_or((0, 0), |h| (h.width, h.height));
@@ -269,12 +271,16 @@ impl Worker {
                     remote,
                     replaced,
                 } => {
+                    // Once per run, so never left out.
                     if let Some(line) = self
                         .refusals
                         .as_mut()
                         .and_then(|r| r.on_stream_started(canonical(remote)))
                     {
                         log::warn!("{line}");
+                    }
+                    if !self.stream_log.admit(Instant::now()) {
+                        continue;
                     }
                     let sealed = self
                         .receiver
@@ -295,6 +301,7 @@ impl Worker {
                         ),
                     }
                 }
+                ReceiveEvent::Stalled { .. } if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),
@@ -303,6 +310,45 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn log_left_out(&self, left_out: Option<u64>) {
+        if let Some(n) = left_out {
+            log::warn!(
+                "{n} more stream starts, switches or stalls were not logged ({}): many \
+                 senders, or someone sending under ever new stream ids",
+                self.stream_log.describe()
+            );
+        }
+    }
+
+    /// `--save-frames`: writes the frame's exact bytes. The first failure (a full disk, a
+    /// directory gone) is logged once and ends saving; the stream and its acks go on.
+    fn save(&mut self, data: &[u8]) {
+        let Some(dir) = &self.config.save_frames else {
+            return;
+        };
+        if self.report.save_error.is_some() {
+            return;
+        }
+        let path = dir.join(format!(
+            "frame-{:06}.{}",
+            self.report.frames_saved + 1,
+            crate::picture::extension(data)
+        ));
+        match std::fs::write(&path, data) {
+            Ok(()) => self.report.frames_saved += 1,
+            Err(e) => {
+                let why = format!("cannot save {}: {e}", path.display());
+                log::error!(
+                    "{why}; saving stopped after {} frames (the stream goes on)",
+                    self.report.frames_saved
+                );
+                // A partly written frame is not a saved frame.
+                let _ = std::fs::remove_file(&path);
+                self.report.save_error = Some(why);
+            }
+        }
     }
 
     /// Moves complete frames into the decode queue while it has room, and tells the
