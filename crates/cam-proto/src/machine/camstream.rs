@@ -53,7 +53,8 @@ impl FrameSender for CamstreamSender {
         self.inner.poll_timeout()
     }
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.inner.poll_transmit(now, buf).then(|| Transmit {
+        let sent = self.inner.poll_transmit(now, buf);
+        sent.then_some(Transmit {
             to: self.peer,
             len: buf.len(),
         })
