@@ -165,8 +165,13 @@ struct Stream {
     id: u32,
     remote: SocketAddr,
     last_heard: Instant,
+    /// Highest packet number accepted: the reference for `MAX_PN_JUMP`.
     largest_pn: u64,
-    largest_pn_at: Instant,
+    /// Packet number of the datagram accepted last, and when: what acks report. Not the
+    /// largest, so that a forged number (were it confirmed) is reported only until the next
+    /// genuine datagram, and cannot keep the sender from RTT samples.
+    latest_pn: u64,
+    latest_pn_at: Instant,
     slots: Vec<FrameAssembly>,
     completed: VecDeque<u32>,
     released: Option<u32>,
@@ -206,7 +211,8 @@ impl Stream {
             remote,
             last_heard: now,
             largest_pn: first_pn,
-            largest_pn_at: now,
+            latest_pn: first_pn,
+            latest_pn_at: now,
             slots: Vec::new(),
             completed: VecDeque::new(),
             released: None,
@@ -224,6 +230,8 @@ impl Stream {
     /// An authenticated one (keyed mode) is believed at once.
     fn note_pn(&mut self, pn: u64, now: Instant, authenticated: bool) -> Result<(), Refused> {
         if pn <= self.largest_pn {
+            self.latest_pn = pn;
+            self.latest_pn_at = now;
             return Ok(());
         }
         if pn - self.largest_pn > MAX_PN_JUMP && !authenticated {
@@ -237,7 +245,8 @@ impl Stream {
         }
         self.pn_candidate = None;
         self.largest_pn = pn;
-        self.largest_pn_at = now;
+        self.latest_pn = pn;
+        self.latest_pn_at = now;
         Ok(())
     }
 
@@ -901,7 +910,7 @@ impl Receiver {
                 (AckStatus::Incomplete, MissingRanges::List(&ALL_MISSING))
             }
         };
-        let delay = now.saturating_duration_since(stream.largest_pn_at);
+        let delay = now.saturating_duration_since(stream.latest_pn_at);
         Datagram {
             common: CommonRepr {
                 kind: Kind::Ack,
@@ -913,7 +922,7 @@ impl Receiver {
                 status,
                 header_missing,
                 window: self.credit,
-                largest_pn: stream.largest_pn,
+                largest_pn: stream.latest_pn,
                 ack_delay_us: u32::try_from(delay.as_micros()).unwrap_or(u32::MAX),
                 corrupt: stream.corrupt,
                 missing,

@@ -91,8 +91,9 @@ pub struct AckRepr<'a> {
     pub header_missing: bool,
     /// How many frames after this one the viewer will accept now (flow-control credit).
     pub window: u16,
-    /// Highest packet number the viewer has received on this stream: the client's RTT
-    /// sample, and the line below which a missing chunk counts as lost, not in flight.
+    /// Packet number of the datagram the viewer received last on this stream (the highest,
+    /// unless reordered): the client's RTT sample, and the line below which a missing chunk
+    /// counts as lost, not in flight.
     pub largest_pn: u64,
     /// Microseconds between receiving `largest_pn` and sending this ack.
     pub ack_delay_us: u32,
