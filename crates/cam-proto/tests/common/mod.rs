@@ -33,6 +33,9 @@ pub struct Delivered {
     pub at: Instant,
 }
 
+/// Changes a datagram on its way (index, bytes): see `Pair::tamper`.
+pub type Tamper = Box<dyn FnMut(usize, &mut Vec<u8>)>;
+
 pub struct Pair {
     pub start: Instant,
     pub now: Instant,
@@ -62,7 +65,7 @@ pub struct Pair {
     pub to_send: usize,
     /// Sees (and may change) every datagram the sender sends, with its index, before the
     /// link does: an attacker or a faulty device on the path.
-    pub tamper: Option<Box<dyn FnMut(usize, &mut Vec<u8>)>>,
+    pub tamper: Option<Tamper>,
     /// Datagrams the sender has sent.
     pub sent_datagrams: usize,
 }
