@@ -242,6 +242,52 @@ mod tests {
     }
 
     #[test]
+    fn corruption_flips_exactly_one_bit() {
+        let mut link = Link::new(Impairment {
+            corrupt: 0.5,
+            ..Impairment::default()
+        });
+        let now = Instant::now();
+        let sent = [0u8; 100];
+        for _ in 0..200 {
+            link.send(now, &sent);
+        }
+        let flipped: Vec<u32> = std::iter::from_fn(|| link.poll_deliver(now))
+            .map(|d| d.iter().map(|b| b.count_ones()).sum())
+            .collect();
+        assert_eq!(flipped.len(), 200);
+        assert!(flipped.iter().all(|&bits| bits <= 1));
+        let corrupted = flipped.iter().filter(|&&bits| bits == 1).count() as u64;
+        assert_eq!(corrupted, link.stats().corrupted);
+        assert!((60..140).contains(&corrupted), "{corrupted}");
+    }
+
+    #[test]
+    fn jitter_delays_within_its_bound_and_reorders() {
+        let mut link = Link::new(Impairment {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(2),
+            ..Impairment::default()
+        });
+        let now = Instant::now();
+        for i in 0..100u32 {
+            link.send(
+                now + Duration::from_micros(u64::from(i) * 100),
+                &i.to_be_bytes(),
+            );
+        }
+        let mut order = Vec::new();
+        while let Some(at) = link.next_delivery() {
+            assert!(at >= now + Duration::from_millis(50));
+            assert!(at <= now + Duration::from_millis(62));
+            let d = link.poll_deliver(at).unwrap();
+            order.push(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        assert_eq!(order.len(), 100);
+        assert!(order.windows(2).any(|w| w[0] > w[1]), "nothing overtaken");
+    }
+
+    #[test]
     fn rate_limit_queues_then_drops_tail() {
         let mut link = Link::new(Impairment {
             rate_bps: Some(8_000_000), // 1 MB/s: a 972+28-byte datagram takes 1 ms

@@ -416,14 +416,6 @@ pub fn rewrite_check(datagram: &mut [u8]) {
     }
 }
 
-/// The stream id of a clear datagram whose CRC-32C failed, if its header is otherwise
-/// well formed: lets the viewer tell corruption on its own stream's path (repaired, not
-/// congestion) from noise. The id itself is unchecked.
-pub fn corrupted_stream_id(bytes: &[u8]) -> Option<u32> {
-    let packet = Packet::new_checked(bytes).ok()?;
-    CommonRepr::parse(&packet).ok().map(|c| c.stream_id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,7 +550,6 @@ mod tests {
         let mut b = PROBE_BYTES;
         b[19] ^= 0x80;
         assert_eq!(Datagram::parse(&b), Err(WireError::BadChecksum));
-        assert_eq!(corrupted_stream_id(&b), Some(0xdead_beef));
     }
 
     #[test]
