@@ -843,6 +843,17 @@ impl Receiver {
         stream.slots.retain(|s| {
             s.verified_at.is_some() || now.saturating_duration_since(s.last_progress) < timeout
         });
+        if stream.slots.len() < before {
+            // A frame far ahead that never got anywhere (forged, and confirmed by a second
+            // forgery) must not keep every real frame "stale": the newest frame seen is
+            // what is still held or was released.
+            stream.newest_seen = stream
+                .slots
+                .iter()
+                .map(FrameAssembly::seq)
+                .chain(stream.released)
+                .reduce(|a, b| if seq_newer(b, a) { b } else { a });
+        }
         self.stats.frames_dropped += (before - stream.slots.len()) as u64;
         self.release_ready(now);
     }

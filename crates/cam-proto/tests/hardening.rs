@@ -11,7 +11,9 @@ use cam_proto::receiver::{Receiver, ReceiverConfig, RESTART_CONFIRMATIONS};
 use cam_proto::secure::Psk;
 use cam_proto::sender::SenderConfig;
 use cam_proto::sim::{Impairment, Link};
-use cam_proto::wire::{rewrite_check, Packet, CHECK_LEN};
+use cam_proto::wire::{
+    rewrite_check, Body, ChunkRepr, Codec, CommonRepr, Datagram, Kind, Packet, CHECK_LEN,
+};
 use common::{lossy, Pair, MS};
 
 const HEADER: u8 = 1;
@@ -131,6 +133,67 @@ fn a_frame_seq_far_ahead_is_not_believed() {
         let implausible = pair.receiver.stats().datagrams_implausible;
         assert_eq!(implausible, u64::from(ahead), "bit {bit}");
     }
+}
+
+/// Two forged chunks of a frame far ahead confirm each other (an attacker can always send
+/// two): then every real frame looks old. The forged frame makes no progress, so it is given
+/// up after the frame timeout (2 s), and the stream recovers then, not 65,536 frames later.
+#[test]
+fn two_forged_datagrams_far_ahead_cost_at_most_the_frame_timeout() {
+    let mut pair = Pair::new(
+        SenderConfig {
+            frame_interval: Some(Duration::from_millis(33)),
+            ..SenderConfig::default()
+        },
+        lossy(0.0, 1),
+        lossy(0.0, 2),
+    )
+    .with_adaptive_camera(30, 20_000);
+    pair.run_for(Duration::from_secs(1));
+    let before = pair.delivered.len();
+    let payload = [0u8; 1200];
+    for pn in [10, 11] {
+        let mut d = Vec::new();
+        Datagram {
+            common: CommonRepr {
+                kind: Kind::Chunk,
+                stream_id: 0x5eed,
+                packet_number: pn,
+                frame_seq: 40_000,
+            },
+            body: Body::Chunk(ChunkRepr {
+                index: 0,
+                total_len: 12_000,
+                crc32: 0,
+                chunk_size: 1200,
+                codec: Codec::Jpeg,
+                payload: &payload,
+            }),
+        }
+        .emit(&mut d);
+        let _ = pair
+            .receiver
+            .handle_datagram(pair.now, pair.client_addr, &d);
+    }
+    pair.run_for(Duration::from_secs(6));
+    // From the last frame delivered before the forgeries.
+    let times: Vec<Duration> = pair.delivered[before - 1..]
+        .iter()
+        .map(|d| d.at - pair.start)
+        .collect();
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let last_2s = times
+        .iter()
+        .filter(|&&t| t >= Duration::from_secs(5))
+        .count();
+    eprintln!("two forged far-ahead chunks: longest gap {gap:?}, {last_2s} frames in the last 2 s");
+    assert!(gap <= Duration::from_millis(2500), "{gap:?}");
+    assert!(last_2s >= 55, "{last_2s}");
+    pair.assert_delivered_exact();
 }
 
 fn forged_probe(stream_id: u32, pn: u64, seq: u32) -> Vec<u8> {
