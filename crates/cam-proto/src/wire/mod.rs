@@ -31,7 +31,7 @@ pub const VERSION: u8 = 2;
 /// ones a tag.
 pub const CHECK_LEN: usize = 4;
 /// Flag bit reserved for authenticated encryption: body encrypted, 16-byte tag at the end.
-/// Version 1 without a key sends it clear and refuses datagrams that set it.
+/// An end without a key never sets it, and refuses datagrams that do.
 pub const FLAG_SEALED: u8 = 0x01;
 /// Bytes an AEAD tag will add at the end of a sealed datagram.
 pub const TAG_LEN: usize = 16;
