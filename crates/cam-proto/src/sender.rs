@@ -922,6 +922,7 @@ fn queue_missing(
             suspected = true;
         } else {
             frame.header_pending = true;
+            frame.suspects.retain(|&s| s != HEADER_INDEX);
         }
     }
     for range in ack.missing.iter() {
@@ -940,6 +941,7 @@ fn queue_missing(
             }
             frame.queued[i] = true;
             frame.retransmit.push_back(index);
+            frame.suspects.retain(|&s| s != index);
             queued += 1;
         }
     }
