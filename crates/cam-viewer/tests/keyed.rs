@@ -259,6 +259,14 @@ fn replayed_datagrams_are_dropped_and_counted() {
     for d in replays.iter().chain(&replays) {
         run.relay.inject_to_viewer(d);
     }
+    // Copies do not keep the stream alive: it is reported stalled (after 1 s, beyond the
+    // 500 ms after which another stream may be served), and the second client is then
+    // served from its first datagram.
+    assert!(
+        run.viewer.wait_for_stderr("stalled", PATIENCE),
+        "{}",
+        run.viewer.stderr()
+    );
     let stderr = run.viewer.stderr();
     let (v, saved) = run.finish_with_genuine_frames(5);
     eprintln!("replayed {} datagrams twice; viewer {v}", replays.len());
