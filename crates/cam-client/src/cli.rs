@@ -76,7 +76,7 @@ pub struct Args {
     pub list_cameras: bool,
 
     /// Frame bytes per datagram (default 1200, which fits any path with a 1,280-byte MTU or
-    /// more). To a viewer on the same machine (loopback), 16384 to 65451 cost less CPU per
+    /// more). To a viewer on the same machine (loopback), 16384 to 65447 cost less CPU per
     /// frame. With --protocol classic the default is the example's 1024, and 0 sends each
     /// image as one datagram (at most 65,507 bytes).
     #[arg(long, value_name = "BYTES")]

@@ -17,9 +17,15 @@ pub struct SimulateArgs {
     /// Hold back this percentage of outgoing datagrams behind later ones.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent, default_value = "0")]
     pub simulate_reorder: f64,
+    /// Flip one random bit in this percentage of outgoing datagrams.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, default_value = "0")]
+    pub simulate_corrupt: f64,
     /// Delay every outgoing datagram by this many milliseconds (one way).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub simulate_delay: u64,
+    /// Add up to this many milliseconds more, at random per datagram (reorders them).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub simulate_jitter: u64,
     /// Limit the outgoing rate to this many kbit/s, through a drop-tail queue.
     #[arg(long, value_name = "KBPS")]
     pub simulate_rate: Option<u64>,
@@ -37,7 +43,9 @@ impl SimulateArgs {
             loss: self.simulate_loss / 100.0,
             duplicate: self.simulate_dup / 100.0,
             reorder: self.simulate_reorder / 100.0,
+            corrupt: self.simulate_corrupt / 100.0,
             delay: Duration::from_millis(self.simulate_delay),
+            jitter: Duration::from_millis(self.simulate_jitter),
             rate_bps: self.simulate_rate.map(|k| k.saturating_mul(1000)),
             queue: Duration::from_millis(self.simulate_queue_ms),
             seed: self.simulate_seed,

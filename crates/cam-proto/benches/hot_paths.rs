@@ -166,6 +166,7 @@ fn ack(c: &mut Criterion) {
                     window: 8,
                     largest_pn: 200,
                     ack_delay_us: 0,
+                    corrupt: 0,
                     missing: MissingRanges::List(&ranges),
                 }),
             }

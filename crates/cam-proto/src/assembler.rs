@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use crate::wire::{chunk_count, ChunkRepr, Codec, HeaderRepr, MissingRange};
 
-/// The per-frame facts every chunk repeats; a datagram that disagrees with the first one
-/// seen for the frame is refused, so it cannot corrupt the frame.
+/// The per-frame facts every chunk repeats. A datagram that disagrees with the frame's
+/// current shape is refused, so it cannot corrupt the frame; but it is a vote for its own
+/// shape, and when such votes outnumber the current shape's, the frame takes that shape
+/// instead. So the majority of the frame's datagrams decides, not whichever came first (a
+/// forged first datagram costs a couple of chunks, not the frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
     total_len: u32,
@@ -24,6 +27,9 @@ pub enum Accepted {
     Duplicate,
     /// Disagrees with what the frame already is.
     Mismatch,
+    /// Disagreed, but its shape now has more votes: the frame was started again in that
+    /// shape (with this datagram's bytes), and what it held before was dropped.
+    Reshaped,
 }
 
 #[derive(Debug)]
@@ -35,6 +41,10 @@ pub struct FrameAssembly {
     received: Vec<u64>,
     received_count: u32,
     chunk_count: u32,
+    /// Datagrams that agreed with `shape`.
+    votes: u32,
+    /// The most recent other shape, and datagrams that named it.
+    rival: Option<(Shape, u32)>,
     pub(crate) started: Instant,
     pub(crate) last_progress: Instant,
     /// Set once every chunk is in and the CRC matched: waiting only to be released in order.
@@ -81,6 +91,8 @@ impl FrameAssembly {
             received: vec![0; (chunk_count as usize).div_ceil(64)],
             received_count: 0,
             chunk_count,
+            votes: 1,
+            rival: None,
             started: now,
             last_progress: now,
             verified_at: None,
@@ -108,7 +120,34 @@ impl FrameAssembly {
         self.received_count == self.chunk_count
     }
 
-    pub fn accept_header(&mut self, header: &HeaderRepr) -> Accepted {
+    /// Counts a vote for `shape`, which the frame does not have: true when it now has more
+    /// votes than the current shape, and the frame was started again in it.
+    fn vote_against(&mut self, shape: Shape, now: Instant) -> bool {
+        let votes = match &mut self.rival {
+            Some((rival, votes)) if *rival == shape => {
+                *votes += 1;
+                *votes
+            }
+            rival => {
+                *rival = Some((shape, 1));
+                1
+            }
+        };
+        if votes <= self.votes || self.verified_at.is_some() {
+            return false;
+        }
+        log::debug!(
+            "frame {}: {votes} datagrams against {} say it is {shape:?}",
+            self.seq,
+            self.votes
+        );
+        let seq = self.seq;
+        *self = Self::new(seq, shape, now);
+        self.votes = votes;
+        true
+    }
+
+    pub fn accept_header(&mut self, header: &HeaderRepr, now: Instant) -> Accepted {
         let shape = Shape {
             total_len: header.total_len,
             chunk_size: header.chunk_size,
@@ -116,12 +155,18 @@ impl FrameAssembly {
             codec: header.codec,
         };
         if shape != self.shape {
-            return Accepted::Mismatch;
+            if !self.vote_against(shape, now) {
+                return Accepted::Mismatch;
+            }
+            self.header = Some(*header);
+            return Accepted::Reshaped;
         }
         match self.header {
             Some(h) if h == *header => Accepted::Duplicate,
+            // Same shape, other picture facts: the first header stands.
             Some(_) => Accepted::Mismatch,
             None => {
+                self.votes += 1;
                 self.header = Some(*header);
                 Accepted::New
             }
@@ -136,7 +181,14 @@ impl FrameAssembly {
             crc32: chunk.crc32,
             codec: chunk.codec,
         };
-        if shape != self.shape || chunk.index >= self.chunk_count {
+        let mut accepted = Accepted::New;
+        if shape != self.shape {
+            if !self.vote_against(shape, now) {
+                return Accepted::Mismatch;
+            }
+            accepted = Accepted::Reshaped;
+        }
+        if chunk.index >= self.chunk_count {
             return Accepted::Mismatch;
         }
         let (word, bit) = (chunk.index as usize / 64, chunk.index % 64);
@@ -150,8 +202,11 @@ impl FrameAssembly {
         place.copy_from_slice(chunk.payload);
         self.received[word] |= 1 << bit;
         self.received_count += 1;
+        if accepted == Accepted::New {
+            self.votes += 1;
+        }
         self.last_progress = now;
-        Accepted::New
+        accepted
     }
 
     pub fn has_chunk(&self, index: u32) -> bool {
@@ -270,6 +325,36 @@ mod tests {
             Accepted::Mismatch
         );
         assert_eq!(a.received_count(), 0);
+    }
+
+    #[test]
+    fn the_majority_of_datagrams_decides_the_shape() {
+        let data = vec![9u8; 500];
+        let crc = crc32fast::hash(&data);
+        let now = Instant::now();
+        // A forged first datagram names another CRC; the genuine chunks outvote it.
+        let mut a = FrameAssembly::from_chunk(1, &chunk(&data, 4, 100, crc ^ 1), now);
+        assert_eq!(
+            a.accept_chunk(&chunk(&data, 0, 100, crc), now),
+            Accepted::Mismatch
+        );
+        assert_eq!(
+            a.accept_chunk(&chunk(&data, 1, 100, crc), now),
+            Accepted::Reshaped
+        );
+        for i in [2, 3, 4, 0] {
+            assert_eq!(
+                a.accept_chunk(&chunk(&data, i, 100, crc), now),
+                Accepted::New
+            );
+        }
+        assert!(a.is_complete() && a.crc_matches());
+        // Once a shape leads, a lone dissenter changes nothing.
+        assert_eq!(
+            a.accept_chunk(&chunk(&data, 1, 100, crc ^ 2), now),
+            Accepted::Mismatch
+        );
+        assert!(a.is_complete());
     }
 
     #[test]

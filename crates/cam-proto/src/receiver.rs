@@ -13,7 +13,7 @@ use crate::secure::{Aead, AeadSet, Psk, SecureError, ViewerKeys, ViewerOpened};
 use crate::seq::{seq_distance, seq_newer};
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, CommonRepr, Datagram, HeaderRepr, Kind, MissingRange,
-    MissingRanges, WireError, FLAG_SEALED, MAX_ACK_RANGES,
+    MissingRanges, Packet, WireError, FLAG_SEALED, MAX_ACK_RANGES,
 };
 
 /// Completed frame numbers remembered, to re-acknowledge a frame whose ack was lost.
@@ -24,6 +24,16 @@ const PENDING_ACKS_MAX: usize = 64;
 const DEFAULT_REPAIR_TIME: Duration = Duration::from_millis(100);
 /// Shortest wait for an older frame under repair.
 const MIN_HOLD: Duration = Duration::from_millis(20);
+/// A packet number this far beyond the largest seen is not believed on one datagram's
+/// word: it is refused, and the next datagram not far from it confirms the jump. Only a
+/// run of this many datagrams lost at once makes a genuine jump this large.
+pub const MAX_PN_JUMP: u64 = 1024;
+/// Likewise for a new frame this many frames beyond the newest one seen.
+pub const MAX_SEQ_JUMP: u32 = 64;
+/// Datagrams of one new stream id, from the address of the stream being served, with
+/// increasing packet numbers, that make the viewer believe the client restarted (without a
+/// key; a keyed restart is proven by its handshake). One spoofed datagram cannot.
+pub const RESTART_CONFIRMATIONS: u32 = 3;
 /// "Everything is missing": the answer for a frame of which nothing arrived.
 const ALL_MISSING: [MissingRange; 1] = [MissingRange {
     start: 0,
@@ -114,6 +124,8 @@ pub enum Refused {
     Replayed,
     #[error("a HELLO with this viewer's key, offering no AEAD this viewer accepts")]
     NoCommonAead,
+    #[error("a packet number or frame far beyond the stream's, not yet confirmed")]
+    Implausible,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,6 +152,12 @@ pub struct ReceiverStats {
     /// Keyed mode: HELLOs with this viewer's key offering no AEAD it accepts (`--aead` set
     /// differently on the two ends). Also in `datagrams_invalid`.
     pub hellos_without_common_aead: u64,
+    /// Refused for a failed CRC-32C (keyed: a failed tag) on the served stream: corruption
+    /// on the path. Also in `datagrams_invalid`.
+    pub datagrams_corrupt: u64,
+    /// Refused for a packet number or frame sequence far beyond the stream's, before a
+    /// second datagram confirmed it. Also in `datagrams_invalid`.
+    pub datagrams_implausible: u64,
 }
 
 #[derive(Debug)]
@@ -147,8 +165,13 @@ struct Stream {
     id: u32,
     remote: SocketAddr,
     last_heard: Instant,
+    /// Highest packet number accepted: the reference for `MAX_PN_JUMP`.
     largest_pn: u64,
-    largest_pn_at: Instant,
+    /// Packet number of the datagram accepted last, and when: what acks report. Not the
+    /// largest, so that a forged number (were it confirmed) is reported only until the next
+    /// genuine datagram, and cannot keep the sender from RTT samples.
+    latest_pn: u64,
+    latest_pn_at: Instant,
     slots: Vec<FrameAssembly>,
     completed: VecDeque<u32>,
     released: Option<u32>,
@@ -157,6 +180,21 @@ struct Stream {
     stalled: bool,
     /// Smoothed time from reporting holes to the first repair arriving: about one round trip.
     repair_time: Option<Duration>,
+    /// A packet number beyond `MAX_PN_JUMP`, refused, which a next one may confirm.
+    pn_candidate: Option<u64>,
+    /// Likewise a frame beyond `MAX_SEQ_JUMP`.
+    seq_candidate: Option<u32>,
+    /// Datagrams of this stream refused as corrupt (wrapping), told to the sender in acks.
+    corrupt: u16,
+}
+
+/// A new stream id seen from the served stream's address, not yet believed.
+#[derive(Debug, Clone, Copy)]
+struct Challenger {
+    id: u32,
+    remote: SocketAddr,
+    last_pn: u64,
+    seen: u32,
 }
 
 enum FrameState {
@@ -167,13 +205,14 @@ enum FrameState {
 }
 
 impl Stream {
-    fn new(id: u32, remote: SocketAddr, now: Instant) -> Stream {
+    fn new(id: u32, remote: SocketAddr, now: Instant, first_pn: u64) -> Stream {
         Stream {
             id,
             remote,
             last_heard: now,
-            largest_pn: 0,
-            largest_pn_at: now,
+            largest_pn: first_pn,
+            latest_pn: first_pn,
+            latest_pn_at: now,
             slots: Vec::new(),
             completed: VecDeque::new(),
             released: None,
@@ -181,6 +220,54 @@ impl Stream {
             pending_acks: VecDeque::new(),
             stalled: false,
             repair_time: None,
+            pn_candidate: None,
+            seq_candidate: None,
+            corrupt: 0,
+        }
+    }
+
+    /// Takes `pn` as the largest packet number unless it jumps too far ahead unconfirmed.
+    /// An authenticated one (keyed mode) is believed at once.
+    fn note_pn(&mut self, pn: u64, now: Instant, authenticated: bool) -> Result<(), Refused> {
+        if pn <= self.largest_pn {
+            self.latest_pn = pn;
+            self.latest_pn_at = now;
+            return Ok(());
+        }
+        if pn - self.largest_pn > MAX_PN_JUMP && !authenticated {
+            let confirmed = self
+                .pn_candidate
+                .is_some_and(|c| pn > c && pn - c <= MAX_PN_JUMP);
+            if !confirmed {
+                self.pn_candidate = Some(pn);
+                return Err(Refused::Implausible);
+            }
+        }
+        self.pn_candidate = None;
+        self.largest_pn = pn;
+        self.latest_pn = pn;
+        self.latest_pn_at = now;
+        Ok(())
+    }
+
+    /// Refuses a new frame too far beyond the newest seen, until a second datagram near it
+    /// confirms the jump (a frame has several, so a genuine one soon does).
+    fn check_new_seq(&mut self, seq: u32) -> Result<(), Refused> {
+        let Some(newest) = self.newest_seen.or(self.released) else {
+            return Ok(());
+        };
+        if seq_distance(seq, newest) <= MAX_SEQ_JUMP {
+            return Ok(());
+        }
+        let confirmed = self
+            .seq_candidate
+            .is_some_and(|c| !seq_newer(c, seq) && seq_distance(seq, c) <= MAX_SEQ_JUMP);
+        if confirmed {
+            self.seq_candidate = None;
+            Ok(())
+        } else {
+            self.seq_candidate = Some(seq);
+            Err(Refused::Implausible)
         }
     }
 
@@ -244,6 +331,7 @@ impl Stream {
 pub struct Receiver {
     config: ReceiverConfig,
     stream: Option<Stream>,
+    challenger: Option<Challenger>,
     credit: u16,
     next_pn: u64,
     ranges: Vec<MissingRange>,
@@ -260,6 +348,8 @@ impl From<SecureError> for Refused {
         match e {
             SecureError::Wire(w) => Refused::Malformed(w),
             SecureError::Replayed => Refused::Replayed,
+            // Handled before: a duplicate is not refused as invalid.
+            SecureError::Duplicate => Refused::Replayed,
             SecureError::NotSealed => Refused::NotSealed,
             SecureError::Unauthenticated
             | SecureError::CounterExhausted
@@ -280,6 +370,7 @@ impl Receiver {
         Receiver {
             config,
             stream: None,
+            challenger: None,
             credit,
             next_pn: 0,
             ranges: Vec::with_capacity(MAX_ACK_RANGES),
@@ -342,6 +433,12 @@ impl Receiver {
         let result = self.handle_inner(now, remote, bytes);
         if let Err(why) = result {
             self.stats.datagrams_invalid += 1;
+            if matches!(
+                why,
+                Refused::Malformed(WireError::BadChecksum) | Refused::Unauthenticated
+            ) {
+                self.count_corrupt(remote, bytes);
+            }
             match why {
                 Refused::Foreign => self.stats.datagrams_foreign += 1,
                 Refused::Unauthenticated | Refused::NotSealed | Refused::NoKey => {
@@ -349,11 +446,27 @@ impl Receiver {
                 }
                 Refused::Replayed => self.stats.datagrams_replayed += 1,
                 Refused::NoCommonAead => self.stats.hellos_without_common_aead += 1,
+                Refused::Implausible => self.stats.datagrams_implausible += 1,
                 _ => {}
             }
             log::debug!("refused {} bytes from {remote}: {why}", bytes.len());
         }
         result
+    }
+
+    /// A datagram that failed its check, from the served stream's address and naming its
+    /// id: corruption on its path, which the sender repairs but must not take for
+    /// congestion. (The id is unchecked; an off-path sender of junk must guess it.)
+    fn count_corrupt(&mut self, remote: SocketAddr, bytes: &[u8]) {
+        let named = Packet::new_checked(bytes).ok().map(|p| p.stream_id());
+        if let Some(stream) = self
+            .stream
+            .as_mut()
+            .filter(|s| s.remote == remote && Some(s.id) == named)
+        {
+            stream.corrupt = stream.corrupt.wrapping_add(1);
+            self.stats.datagrams_corrupt += 1;
+        }
     }
 
     fn handle_inner(
@@ -376,11 +489,16 @@ impl Receiver {
         self.stats.handshakes = keys.handshakes;
         let result = match opened {
             Ok(ViewerOpened::Hello) => Ok(()),
-            Ok(ViewerOpened::Data { pending }) => match Datagram::parse(&clear) {
+            // The network delivered it twice: nothing to do, and nobody to warn.
+            Err(SecureError::Duplicate) => {
+                self.stats.datagrams_duplicate += 1;
+                Ok(())
+            }
+            Ok(ViewerOpened::Data { pending }) => match Datagram::parse_opened(&clear) {
                 // The usual rules decide whether this stream is served; only then does its
                 // new session become the stream's.
                 Ok(datagram) => self
-                    .select_stream(now, remote, datagram.common.stream_id)
+                    .select_stream(now, remote, &datagram.common, true)
                     .and_then(|()| {
                         if let (Some(i), Some(keys)) = (pending, self.keys.as_mut()) {
                             keys.promote(i);
@@ -422,18 +540,20 @@ impl Receiver {
         if declared_len.is_some_and(|len| len > self.config.max_frame_bytes) {
             return Err(Refused::TooLarge);
         }
-        self.select_stream(now, remote, common.stream_id)?;
+        let authenticated = self.keys.is_some();
+        self.select_stream(now, remote, &common, authenticated)?;
         let max_in_flight = self.config.max_in_flight;
         let Some(stream) = self.stream.as_mut() else {
             return Err(Refused::Foreign);
         };
+        stream.note_pn(common.packet_number, now, authenticated)?;
+        let seq = common.frame_seq;
+        if declared_len.is_some() && matches!(stream.state(seq, max_in_flight), FrameState::Unknown)
+        {
+            stream.check_new_seq(seq)?;
+        }
         stream.last_heard = now;
         stream.stalled = false;
-        if common.packet_number >= stream.largest_pn {
-            stream.largest_pn = common.packet_number;
-            stream.largest_pn_at = now;
-        }
-        let seq = common.frame_seq;
         log::trace!("{:?} seq {seq} pn {}", common.kind, common.packet_number);
         match datagram.body {
             Body::Probe => {
@@ -446,13 +566,13 @@ impl Receiver {
                     stream.queue_ack(seq);
                     Ok(())
                 }
-                FrameState::Assembling(i) => match stream.slots[i].accept_header(&header) {
+                FrameState::Assembling(i) => match stream.slots[i].accept_header(&header, now) {
                     Accepted::Mismatch => Err(Refused::Mismatch),
                     Accepted::Duplicate => {
                         self.stats.datagrams_duplicate += 1;
                         Ok(())
                     }
-                    Accepted::New => {
+                    Accepted::New | Accepted::Reshaped => {
                         self.after_progress(now, i);
                         Ok(())
                     }
@@ -498,7 +618,7 @@ impl Receiver {
                 self.stats.datagrams_duplicate += 1;
                 Ok(())
             }
-            Accepted::New => {
+            Accepted::New | Accepted::Reshaped => {
                 if let Some(asked) = slot.nack_sent_at.take() {
                     let sample = now.saturating_duration_since(asked);
                     stream.repair_time = Some(match stream.repair_time {
@@ -520,23 +640,41 @@ impl Receiver {
         }
     }
 
-    fn select_stream(&mut self, now: Instant, remote: SocketAddr, id: u32) -> Result<(), Refused> {
-        let replaced = match &self.stream {
-            Some(s) if s.id == id && s.remote == remote => return Ok(()),
-            // Same address, new id: the client restarted. Otherwise only after silence.
-            Some(s)
-                if s.remote == remote
-                    || now.saturating_duration_since(s.last_heard) >= self.config.switch_after =>
+    /// Serves the stream `common` belongs to, or refuses it as foreign. The first stream is
+    /// taken at once, another after the served one fell silent. From the served stream's
+    /// address a new id means the client restarted, but only an authenticated datagram (keyed
+    /// mode) or `RESTART_CONFIRMATIONS` consistent ones say so: one spoofed datagram must
+    /// not wipe the stream's state.
+    fn select_stream(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        common: &CommonRepr,
+        authenticated: bool,
+    ) -> Result<(), Refused> {
+        let id = common.stream_id;
+        let served = self.stream.as_ref().map(|s| (s.id, s.remote, s.last_heard));
+        let replaced = match served {
+            Some((old, from, _)) if old == id && from == remote => return Ok(()),
+            Some((old, _, heard))
+                if now.saturating_duration_since(heard) >= self.config.switch_after =>
             {
-                Some(s.id)
+                Some(old)
+            }
+            Some((old, from, _)) if from == remote => {
+                if !authenticated && !self.confirm_restart(remote, common) {
+                    return Err(Refused::Foreign);
+                }
+                Some(old)
             }
             Some(_) => return Err(Refused::Foreign),
             None => None,
         };
+        self.challenger = None;
         if let Some(old) = self.stream.take() {
             self.stats.frames_dropped += old.slots.len() as u64;
         }
-        self.stream = Some(Stream::new(id, remote, now));
+        self.stream = Some(Stream::new(id, remote, now, common.packet_number));
         self.stats.streams_started += 1;
         log::debug!("serving stream {id:08x} from {remote}");
         self.events.push_back(ReceiverEvent::StreamStarted {
@@ -545,6 +683,33 @@ impl Receiver {
             replaced,
         });
         Ok(())
+    }
+
+    /// Counts a datagram of a would-be new stream from the served stream's address; true
+    /// once enough consistent ones (one id, packet numbers rising by little) came.
+    fn confirm_restart(&mut self, remote: SocketAddr, common: &CommonRepr) -> bool {
+        let pn = common.packet_number;
+        match self.challenger.as_mut() {
+            Some(c)
+                if c.id == common.stream_id
+                    && c.remote == remote
+                    && pn > c.last_pn
+                    && pn - c.last_pn <= MAX_PN_JUMP =>
+            {
+                c.last_pn = pn;
+                c.seen += 1;
+            }
+            _ => {
+                self.challenger = Some(Challenger {
+                    id: common.stream_id,
+                    remote,
+                    last_pn: pn,
+                    seen: 1,
+                });
+            }
+        }
+        self.challenger
+            .is_some_and(|c| c.seen >= RESTART_CONFIRMATIONS)
     }
 
     /// Adds a slot for a frame newer than anything released, making room by giving up the
@@ -678,6 +843,17 @@ impl Receiver {
         stream.slots.retain(|s| {
             s.verified_at.is_some() || now.saturating_duration_since(s.last_progress) < timeout
         });
+        if stream.slots.len() < before {
+            // A frame far ahead that never got anywhere (forged, and confirmed by a second
+            // forgery) must not keep every real frame "stale": the newest frame seen is
+            // what is still held or was released.
+            stream.newest_seen = stream
+                .slots
+                .iter()
+                .map(FrameAssembly::seq)
+                .chain(stream.released)
+                .reduce(|a, b| if seq_newer(b, a) { b } else { a });
+        }
         self.stats.frames_dropped += (before - stream.slots.len()) as u64;
         self.release_ready(now);
     }
@@ -745,7 +921,7 @@ impl Receiver {
                 (AckStatus::Incomplete, MissingRanges::List(&ALL_MISSING))
             }
         };
-        let delay = now.saturating_duration_since(stream.largest_pn_at);
+        let delay = now.saturating_duration_since(stream.latest_pn_at);
         Datagram {
             common: CommonRepr {
                 kind: Kind::Ack,
@@ -757,8 +933,9 @@ impl Receiver {
                 status,
                 header_missing,
                 window: self.credit,
-                largest_pn: stream.largest_pn,
+                largest_pn: stream.latest_pn,
                 ack_delay_us: u32::try_from(delay.as_micros()).unwrap_or(u32::MAX),
+                corrupt: stream.corrupt,
                 missing,
             }),
         }

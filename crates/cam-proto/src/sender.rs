@@ -13,7 +13,7 @@ use crate::secure::{Aead, AeadSet, ClientKeys, ClientOpened, Psk, RekeyLimits, S
 use crate::seq::seq_newer;
 use crate::wire::{
     AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
-    FLAG_SEALED, TAG_LEN,
+    CHECK_LEN, FLAG_SEALED, TAG_LEN,
 };
 
 /// Longest wait between probes: bounds how long a restarted viewer goes unnoticed.
@@ -25,6 +25,14 @@ const SENT_TIMES_KEPT: usize = 1 << 15;
 const PACING_GAIN: f64 = 1.25;
 /// Datagrams may leave this far ahead of the pacing schedule (timer granularity).
 const PACING_BURST: Duration = Duration::from_millis(2);
+/// Smallest reordering window (RACK's `reo_wnd`): a chunk reported missing counts as lost
+/// only if it left at least this long (or a quarter of the minimum RTT, if longer) before
+/// the newest datagram the viewer has; one sent later may just have been overtaken.
+const MIN_REORDER_WINDOW: Duration = Duration::from_millis(1);
+/// Corrupt datagrams the viewer reported that may excuse later losses, at most.
+const CORRUPT_EXCUSE_MAX: u32 = 1024;
+/// Marks the header in a frame's list of suspected losses.
+const HEADER_INDEX: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -163,6 +171,10 @@ struct InFlight {
     retransmits: u32,
     /// Fewest chunks the viewer has reported missing: a smaller count is progress.
     fewest_missing: u32,
+    /// Reported missing, but sent within the reordering window of the newest datagram the
+    /// viewer had: lost only if no complete ack came by `reorder_at`.
+    suspects: Vec<u32>,
+    reorder_at: Option<Instant>,
 }
 
 impl InFlight {
@@ -196,6 +208,10 @@ pub struct Sender {
     chunks_reported_lost: u32,
     bytes_since_ack: u64,
     largest_acked_pn: Option<u64>,
+    /// The viewer's last count of corrupt datagrams (`AckRepr::corrupt`), and how many of
+    /// them have not yet excused a loss.
+    corrupt_reported: u16,
+    corrupt_unexcused: u32,
     sent_times: VecDeque<Instant>,
     sent_times_base: u64,
     events: VecDeque<SenderEvent>,
@@ -230,6 +246,8 @@ impl Sender {
             chunks_reported_lost: 0,
             bytes_since_ack: 0,
             largest_acked_pn: None,
+            corrupt_reported: 0,
+            corrupt_unexcused: 0,
             sent_times: VecDeque::new(),
             sent_times_base: 0,
             events: VecDeque::new(),
@@ -381,6 +399,8 @@ impl Sender {
             deadline: now + self.frame_deadline() + self.pacing_time(total_len),
             retransmits: 0,
             fewest_missing: chunk_count,
+            suspects: Vec::new(),
+            reorder_at: None,
         });
         self.stats.frames_sent += 1;
         self.zero_window_probe_at = None;
@@ -392,8 +412,8 @@ impl Sender {
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SecureError> {
         let result = match self.keys.is_some() {
             true => self.handle_keyed(now, bytes),
-            false => self
-                .handle_datagram_inner(now, bytes)
+            false => Datagram::parse(bytes)
+                .and_then(|d| self.handle_ack(now, d))
                 .map_err(SecureError::from),
         };
         if let Err(why) = result {
@@ -420,9 +440,11 @@ impl Sender {
         let opened = keys.open(now, self.stream_id, bytes, &mut clear);
         self.stats.handshakes = keys.handshakes;
         let result = match opened {
-            Ok(ClientOpened::Data) => self
-                .handle_datagram_inner(now, &clear)
+            Ok(ClientOpened::Data) => Datagram::parse_opened(&clear)
+                .and_then(|d| self.handle_ack(now, d))
                 .map_err(SecureError::from),
+            // Delivered twice by the network: not a replay, and nothing to do.
+            Err(SecureError::Duplicate) => Ok(()),
             Ok(ClientOpened::Established { viewer_silent }) => {
                 if viewer_silent {
                     // The viewer may have restarted without these frames: ask where they stand.
@@ -439,19 +461,37 @@ impl Sender {
         result
     }
 
-    fn handle_datagram_inner(&mut self, now: Instant, bytes: &[u8]) -> Result<(), WireError> {
-        let datagram = Datagram::parse(bytes)?;
+    fn handle_ack(&mut self, now: Instant, datagram: Datagram<'_>) -> Result<(), WireError> {
         let ack = match datagram.body {
             Body::Ack(ack) if datagram.common.stream_id == self.stream_id => ack,
             Body::Ack(_) => return Err(WireError::BadReserved),
             _ => return Err(WireError::BadKind(datagram.common.kind as u8)),
         };
+        // About a frame never sent: no viewer of this stream says that.
+        if seq_newer(datagram.common.frame_seq, self.next_seq) {
+            return Err(WireError::Implausible);
+        }
         self.stats.acks_received += 1;
-        self.take_rtt_sample(now, &ack);
+        // A packet number never sent is not believed: no RTT sample, and for loss it means
+        // no more than "everything sent so far".
+        let mut ack = ack;
+        ack.largest_pn = ack.largest_pn.min(self.next_pn.saturating_sub(1));
+        if ack.largest_pn == datagram_largest_pn(&datagram) {
+            self.take_rtt_sample(now, &ack);
+        }
+        let corrupt = ack.corrupt.wrapping_sub(self.corrupt_reported);
+        if corrupt < 1 << 15 {
+            self.corrupt_reported = ack.corrupt;
+            self.corrupt_unexcused =
+                (self.corrupt_unexcused + u32::from(corrupt)).min(CORRUPT_EXCUSE_MAX);
+        }
+        // Chunks lost to corruption were repaired, but say nothing about congestion.
+        let excused = self.chunks_reported_lost.min(self.corrupt_unexcused);
+        self.corrupt_unexcused -= excused;
         self.controller.on_chunks(
             now,
             self.chunks_sent,
-            self.chunks_reported_lost,
+            self.chunks_reported_lost - excused,
             self.bytes_since_ack,
         );
         self.chunks_sent = 0;
@@ -498,10 +538,15 @@ impl Sender {
             AckStatus::Incomplete => {
                 let pto = self.pto();
                 let extension = self.progress_extension();
+                let reorder_window = self.reorder_window();
+                let sent = SentTimes {
+                    times: &self.sent_times,
+                    base: self.sent_times_base,
+                };
                 let frame = &mut self.in_flight[pos];
                 frame.probes_unanswered = 0;
                 frame.probe_at = None;
-                self.chunks_reported_lost += queue_missing(frame, &ack);
+                self.chunks_reported_lost += queue_missing(frame, &ack, &sent, reorder_window, now);
                 if !frame.has_data_pending() {
                     frame.probe_at = Some(now + pto);
                 }
@@ -532,6 +577,13 @@ impl Sender {
         {
             self.zero_window_probe_at = Some(now + self.pto());
         }
+    }
+
+    /// How long after a later datagram reached the viewer an earlier one may still be on
+    /// its way (RACK's reordering window): a quarter of the minimum RTT, at least 1 ms.
+    pub fn reorder_window(&self) -> Duration {
+        let min_rtt = self.controller.min_rtt().unwrap_or_else(|| self.rtt.min());
+        (min_rtt / 4).max(MIN_REORDER_WINDOW)
     }
 
     fn take_rtt_sample(&mut self, now: Instant, ack: &AckRepr<'_>) {
@@ -598,6 +650,10 @@ impl Sender {
                 self.credit_after_loss(seq);
                 continue;
             }
+            if frame.reorder_at.is_some_and(|t| now >= t) {
+                frame.reorder_at = None;
+                self.chunks_reported_lost += queue_suspects(frame);
+            }
             if frame.probe_at.is_some_and(|t| now >= t) {
                 frame.probe_pending = true;
                 frame.probes_unanswered += 1;
@@ -632,7 +688,7 @@ impl Sender {
         let frames = self
             .in_flight
             .iter()
-            .flat_map(|f| [Some(f.deadline), f.probe_at])
+            .flat_map(|f| [Some(f.deadline), f.probe_at, f.reorder_at])
             .flatten();
         let paced = self.next_send_at.filter(|_| self.has_pending());
         let keys = self
@@ -686,7 +742,8 @@ impl Sender {
         let sealed = self.keys.as_mut().map(|k| k.seal(buf));
         match sealed {
             Some(Ok(())) => {
-                self.stats.bytes_sent += TAG_LEN as u64;
+                // The tag took the place of the check.
+                self.stats.bytes_sent += (TAG_LEN - CHECK_LEN) as u64;
                 true
             }
             // Unreachable after `can_seal`; a datagram not sent is a datagram lost.
@@ -816,23 +873,97 @@ fn chunk_body(frame: &InFlight, index: u32) -> Body<'_> {
     })
 }
 
+/// Send times by packet number (the sender's recent history).
+struct SentTimes<'a> {
+    times: &'a VecDeque<Instant>,
+    base: u64,
+}
+
+impl SentTimes<'_> {
+    fn get(&self, pn: u64) -> Option<Instant> {
+        let i = usize::try_from(pn.checked_sub(self.base)?).ok()?;
+        self.times.get(i).copied()
+    }
+}
+
+/// The largest packet number as the ack's bytes said it (before any clamping).
+fn datagram_largest_pn(datagram: &Datagram<'_>) -> u64 {
+    match &datagram.body {
+        Body::Ack(a) => a.largest_pn,
+        _ => 0,
+    }
+}
+
 /// Queues the chunks an ack reports missing, but only those whose latest transmission the
 /// viewer must already have seen (sent before its largest received packet): later ones
-/// may still be on their way, and sending them again would only duplicate.
-fn queue_missing(frame: &mut InFlight, ack: &AckRepr<'_>) -> u32 {
+/// may still be on their way, and sending them again would only duplicate. Of those, one
+/// sent within `reorder_window` of that largest packet may have been overtaken by it (as
+/// jitter does): it is only suspected, and queued at `reorder_at` unless the frame's
+/// complete ack came first (RACK, RFC 8985).
+fn queue_missing(
+    frame: &mut InFlight,
+    ack: &AckRepr<'_>,
+    sent: &SentTimes<'_>,
+    reorder_window: Duration,
+    now: Instant,
+) -> u32 {
+    let newest_there = sent.get(ack.largest_pn);
+    let overtaken = |pn: u64| match (sent.get(pn), newest_there) {
+        (Some(at), Some(newest)) => newest.saturating_duration_since(at) < reorder_window,
+        _ => false,
+    };
     let mut queued = 0;
-    if ack.header_missing && frame.header_pn <= ack.largest_pn {
-        frame.header_pending = true;
+    let mut suspected = false;
+    if ack.header_missing && frame.header_pn <= ack.largest_pn && !frame.header_pending {
+        if overtaken(frame.header_pn) {
+            if !frame.suspects.contains(&HEADER_INDEX) {
+                frame.suspects.push(HEADER_INDEX);
+            }
+            suspected = true;
+        } else {
+            frame.header_pending = true;
+            frame.suspects.retain(|&s| s != HEADER_INDEX);
+        }
     }
     for range in ack.missing.iter() {
         let end = range.end().min(u64::from(frame.next_new)) as u32;
         for index in range.start..end {
             let i = index as usize;
-            if !frame.queued[i] && frame.sent_pn[i] <= ack.largest_pn {
-                frame.queued[i] = true;
-                frame.retransmit.push_back(index);
-                queued += 1;
+            if frame.queued[i] || frame.sent_pn[i] > ack.largest_pn {
+                continue;
             }
+            if overtaken(frame.sent_pn[i]) {
+                if !frame.suspects.contains(&index) {
+                    frame.suspects.push(index);
+                }
+                suspected = true;
+                continue;
+            }
+            frame.queued[i] = true;
+            frame.retransmit.push_back(index);
+            frame.suspects.retain(|&s| s != index);
+            queued += 1;
+        }
+    }
+    if suspected {
+        frame.reorder_at.get_or_insert(now + reorder_window);
+    }
+    queued
+}
+
+/// The reordering window of a frame's suspects passed without a complete ack: they are lost.
+fn queue_suspects(frame: &mut InFlight) -> u32 {
+    let mut queued = 0;
+    for index in std::mem::take(&mut frame.suspects) {
+        if index == HEADER_INDEX {
+            frame.header_pending = true;
+            continue;
+        }
+        let i = index as usize;
+        if i < frame.queued.len() && !frame.queued[i] {
+            frame.queued[i] = true;
+            frame.retransmit.push_back(index);
+            queued += 1;
         }
     }
     queued

@@ -1,5 +1,5 @@
-//! A seeded model of a bad network link: loss, duplication, reordering, propagation
-//! delay, a bottleneck rate with a drop-tail queue. The sans-IO tests and the programs'
+//! A seeded model of a bad network link: loss, duplication, reordering, bit flips,
+//! propagation delay with jitter, a bottleneck rate with a drop-tail queue. The sans-IO tests and the programs'
 //! `--simulate-*` flags share it, so a demo shows what the tests prove. Same seed, same
 //! input: same output.
 
@@ -18,8 +18,13 @@ pub struct Impairment {
     pub duplicate: f64,
     /// Probability that a datagram is held back behind later ones.
     pub reorder: f64,
+    /// Probability that one random bit of a datagram is flipped.
+    pub corrupt: f64,
     /// One-way propagation delay.
     pub delay: Duration,
+    /// Up to this much more delay, uniform per datagram (so datagrams close together may
+    /// overtake each other, as on a real path with varying queues).
+    pub jitter: Duration,
     /// Bottleneck rate in bits per second (`None`: unlimited).
     pub rate_bps: Option<u64>,
     /// Drop-tail queue depth at the bottleneck, as time at the bottleneck rate.
@@ -33,7 +38,9 @@ impl Default for Impairment {
             loss: 0.0,
             duplicate: 0.0,
             reorder: 0.0,
+            corrupt: 0.0,
             delay: Duration::ZERO,
+            jitter: Duration::ZERO,
             rate_bps: None,
             queue: Duration::from_millis(100),
             seed: 1,
@@ -46,7 +53,9 @@ impl Impairment {
         self.loss == 0.0
             && self.duplicate == 0.0
             && self.reorder == 0.0
+            && self.corrupt == 0.0
             && self.delay.is_zero()
+            && self.jitter.is_zero()
             && self.rate_bps.is_none()
     }
 }
@@ -58,6 +67,7 @@ pub struct LinkStats {
     pub queue_drops: u64,
     pub duplicated: u64,
     pub reordered: u64,
+    pub corrupted: u64,
 }
 
 /// One direction of a simulated link. Each datagram travels with its destination `A`, so a
@@ -149,6 +159,19 @@ impl<A: Clone> Link<A> {
             self.bottleneck_free_at = Some(at);
         }
         at += self.config.delay;
+        if !self.config.jitter.is_zero() {
+            let nanos = u64::try_from(self.config.jitter.as_nanos()).unwrap_or(u64::MAX);
+            at += Duration::from_nanos(self.rng.gen_range(0..=nanos));
+        }
+        let mut datagram = std::borrow::Cow::Borrowed(datagram);
+        if self.config.corrupt > 0.0
+            && !datagram.is_empty()
+            && self.rng.gen_bool(self.config.corrupt.min(1.0))
+        {
+            self.stats.corrupted += 1;
+            let bit = self.rng.gen_range(0..datagram.len() * 8);
+            datagram.to_mut()[bit / 8] ^= 1 << (bit % 8);
+        }
         if self.config.reorder > 0.0 && self.rng.gen_bool(self.config.reorder.min(1.0)) {
             self.stats.reordered += 1;
             at += REORDER_HOLD;
@@ -216,6 +239,52 @@ mod tests {
         assert_ne!(run(7), run(8));
         let n = run(7).len();
         assert!((110..170).contains(&n), "{n} of 200 delivered at 30% loss");
+    }
+
+    #[test]
+    fn corruption_flips_exactly_one_bit() {
+        let mut link = Link::new(Impairment {
+            corrupt: 0.5,
+            ..Impairment::default()
+        });
+        let now = Instant::now();
+        let sent = [0u8; 100];
+        for _ in 0..200 {
+            link.send(now, &sent);
+        }
+        let flipped: Vec<u32> = std::iter::from_fn(|| link.poll_deliver(now))
+            .map(|d| d.iter().map(|b| b.count_ones()).sum())
+            .collect();
+        assert_eq!(flipped.len(), 200);
+        assert!(flipped.iter().all(|&bits| bits <= 1));
+        let corrupted = flipped.iter().filter(|&&bits| bits == 1).count() as u64;
+        assert_eq!(corrupted, link.stats().corrupted);
+        assert!((60..140).contains(&corrupted), "{corrupted}");
+    }
+
+    #[test]
+    fn jitter_delays_within_its_bound_and_reorders() {
+        let mut link = Link::new(Impairment {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(2),
+            ..Impairment::default()
+        });
+        let now = Instant::now();
+        for i in 0..100u32 {
+            link.send(
+                now + Duration::from_micros(u64::from(i) * 100),
+                &i.to_be_bytes(),
+            );
+        }
+        let mut order = Vec::new();
+        while let Some(at) = link.next_delivery() {
+            assert!(at >= now + Duration::from_millis(50));
+            assert!(at <= now + Duration::from_millis(62));
+            let d = link.poll_deliver(at).unwrap();
+            order.push(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        assert_eq!(order.len(), 100);
+        assert!(order.windows(2).any(|w| w[0] > w[1]), "nothing overtaken");
     }
 
     #[test]

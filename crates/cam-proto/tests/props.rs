@@ -86,6 +86,7 @@ impl Owned {
                     window: *window,
                     largest_pn: *largest_pn,
                     ack_delay_us: *ack_delay_us,
+                    corrupt: 0,
                     missing: MissingRanges::List(ranges),
                 }),
             ),

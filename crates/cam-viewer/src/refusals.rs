@@ -109,6 +109,7 @@ struct Counts {
     replayed: u64,
     foreign: u64,
     no_common_aead: u64,
+    corrupt: u64,
 }
 
 impl Counts {
@@ -119,6 +120,7 @@ impl Counts {
             replayed: s.datagrams_replayed,
             foreign: s.datagrams_foreign,
             no_common_aead: s.hellos_without_common_aead,
+            corrupt: s.datagrams_corrupt,
         }
     }
 }
@@ -155,15 +157,20 @@ impl RefusalLog {
         if !self.limit.admit(now) {
             return None;
         }
-        let unauthenticated = counts.unauthenticated - self.logged.unauthenticated;
+        // Corrupted on the served stream's path: its own count, not a wrong key (keyed mode
+        // counts a failed tag as unauthenticated) nor garbage (unkeyed: a failed check).
+        let corrupt = counts.corrupt - self.logged.corrupt;
+        let unauthenticated = (counts.unauthenticated - self.logged.unauthenticated)
+            .saturating_sub(if self.keyed { corrupt } else { 0 });
         let replayed = counts.replayed - self.logged.replayed;
         let foreign = counts.foreign - self.logged.foreign;
         let total = counts.invalid - self.logged.invalid;
         let no_common_aead = counts.no_common_aead - self.logged.no_common_aead;
-        let other = total.saturating_sub(unauthenticated + replayed + foreign + no_common_aead);
+        let other =
+            total.saturating_sub(unauthenticated + replayed + foreign + no_common_aead + corrupt);
         let mut line = format!(
             "refused {total} datagrams ({unauthenticated} unauthenticated, {replayed} replayed, \
-             {foreign} from another stream, {other} malformed)"
+             {foreign} from another stream, {other} malformed, {corrupt} corrupted on the way)"
         );
         if no_common_aead > 0 {
             line.push_str(&format!(
@@ -246,6 +253,19 @@ mod tests {
             datagrams_replayed: replayed,
             ..ReceiverStats::default()
         }
+    }
+
+    #[test]
+    fn corruption_on_the_path_is_not_called_a_wrong_key() {
+        let mut log = RefusalLog::new(true);
+        let corrupt = ReceiverStats {
+            datagrams_corrupt: 10,
+            ..stats(10, 10, 0)
+        };
+        let line = log.poll(Instant::now(), &corrupt).unwrap();
+        assert!(line.contains("(0 unauthenticated"), "{line}");
+        assert!(line.contains("10 corrupted on the way"), "{line}");
+        assert!(!line.contains("different key"), "{line}");
     }
 
     #[test]

@@ -28,8 +28,12 @@ pub struct Summary {
     /// Refused as not authenticated under this viewer's key, or its lack of one (a client
     /// with another key, keyed datagrams to an unkeyed viewer, forgeries).
     pub datagrams_unauthenticated: u64,
-    /// Refused as replays: authentic, but seen before or too old.
+    /// Refused as replays: authentic, but too old for the replay window.
     pub datagrams_replayed: u64,
+    /// Refused for a failed check (CRC-32C; keyed: the tag) on the served stream's path.
+    pub datagrams_corrupt: u64,
+    /// Refused for a packet number or frame far ahead of the stream's, not confirmed.
+    pub datagrams_implausible: u64,
     /// Keyed mode (`--key-file`).
     pub keyed: bool,
     /// Keyed mode: the AEAD of the last stream's session.
@@ -86,6 +90,8 @@ impl Summary {
             datagrams_foreign: s.datagrams_foreign,
             datagrams_unauthenticated: s.datagrams_unauthenticated,
             datagrams_replayed: s.datagrams_replayed,
+            datagrams_corrupt: s.datagrams_corrupt,
+            datagrams_implausible: s.datagrams_implausible,
             keyed: report.keyed,
             aead: report.aead,
             datagrams_duplicate: s.datagrams_duplicate,

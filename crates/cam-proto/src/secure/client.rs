@@ -40,6 +40,8 @@ pub struct ClientKeys {
     hello_due: bool,
     hello_at: Option<Instant>,
     hellos_unanswered: u32,
+    /// The handshake in progress has sent its HELLO: only then can a reply answer it.
+    hello_sent: bool,
     current: Option<Session>,
     /// When the current session was set up.
     current_since: Option<Instant>,
@@ -73,6 +75,7 @@ impl ClientKeys {
             hello_due: false,
             hello_at: None,
             hellos_unanswered: 0,
+            hello_sent: false,
             current: None,
             current_since: None,
             previous: None,
@@ -131,6 +134,7 @@ impl ClientKeys {
                 self.hello_due = true;
                 self.hello_at = None;
                 self.hellos_unanswered = 0;
+                self.hello_sent = false;
             }
             Err(_) => {
                 // Tried again at the next timeout.
@@ -200,6 +204,7 @@ impl ClientKeys {
         self.hello_due = false;
         self.hello_at = Some(now + probe_interval(pto, self.hellos_unanswered));
         self.hellos_unanswered += 1;
+        self.hello_sent = true;
         true
     }
 
@@ -266,9 +271,10 @@ impl ClientKeys {
         if self.current.as_ref().is_some_and(|s| s.reply() == bytes) {
             return Ok(ClientOpened::DuplicateReply);
         }
+        let hello_sent = self.hello_sent;
         let Some(handshake) = self
             .handshake
-            .take_if(|h| h.is_answered_by(stream_id, &reply))
+            .take_if(|h| hello_sent && h.is_answered_by(stream_id, &reply))
         else {
             return Err(SecureError::Unauthenticated);
         };
@@ -290,8 +296,16 @@ impl ClientKeys {
                 Ok(ClientOpened::Established { viewer_silent })
             }
             Err(e) => {
-                // The ephemeral key is spent: a new handshake, at once.
+                // The ephemeral key is spent: a new handshake, whose HELLO waits for the
+                // retry the old one would have made. So forged replies, however many,
+                // never make HELLOs (or key agreements) faster than the backoff.
+                let (retry_at, unanswered) = (self.hello_at, self.hellos_unanswered);
                 self.start_handshake();
+                if self.handshake.is_some() {
+                    self.hello_due = false;
+                    self.hello_at = Some(retry_at.unwrap_or(now));
+                    self.hellos_unanswered = unanswered;
+                }
                 Err(e)
             }
         }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, NONCE_LEN};
 
 use crate::wire::{
-    Packet, SealedRepr, WireError, FLAG_SEALED, KIND_SEALED, PUBLIC_KEY_LEN, SEALED_AAD_LEN,
-    SEALED_KIND, TAG_LEN,
+    Packet, SealedRepr, WireError, CHECK_LEN, FLAG_SEALED, HEADER_LEN, KIND_SEALED, PUBLIC_KEY_LEN,
+    SEALED_AAD_LEN, SEALED_KIND, TAG_LEN,
 };
 
 /// Length of the pre-shared key.
@@ -91,8 +91,12 @@ pub enum SecureError {
     Unauthenticated,
     #[error("not sealed, but this end has a key")]
     NotSealed,
-    #[error("packet number already seen or below the replay window")]
+    #[error("packet number below the replay window")]
     Replayed,
+    /// A packet number accepted before, inside the window: the network duplicated the
+    /// datagram (or someone resent one, which changes nothing either). Not a replay alarm.
+    #[error("duplicate of a datagram already accepted")]
+    Duplicate,
     #[error("packet number at the limit of the session")]
     CounterExhausted,
     #[error("the system's random number generator failed")]
@@ -205,7 +209,8 @@ impl Session {
         pn < MAX_PACKET_NUMBER
     }
 
-    /// Seals a clear datagram in place. The plaintext is everything after the packet number
+    /// Seals a clear datagram (as `Datagram::emit` wrote it) in place. Its CRC-32C goes: the
+    /// tag checks the datagram instead. The plaintext is everything after the packet number
     /// (frame seq, body) and the kind byte after it; the clear prefix, marked `KIND_SEALED`
     /// and `FLAG_SEALED`, is the associated data. The encrypted kind then moves to
     /// `SEALED_KIND` and the 16-byte tag is appended, so a sealed datagram is its clear one
@@ -220,7 +225,11 @@ impl Session {
         if !self.has_seals_left() {
             return Err(SecureError::SessionExhausted);
         }
+        if datagram.len() < HEADER_LEN + CHECK_LEN {
+            return Err(SecureError::Wire(WireError::Truncated));
+        }
         self.sealed += 1;
+        datagram.truncate(datagram.len() - CHECK_LEN);
         datagram.push(kind);
         let mut packet = Packet::new_unchecked(&mut datagram[..]);
         packet.set_kind_raw(KIND_SEALED);
@@ -238,7 +247,8 @@ impl Session {
     }
 
     /// Opens a sealed datagram into `out` (replacing its contents) as the clear datagram it
-    /// was: its kind back in the header, flags 0, no tag. Nothing in this session changes;
+    /// was, less its check (`Datagram::parse_opened` reads it): its kind back in the
+    /// header, flags 0, no tag. Nothing in this session changes;
     /// the caller checks the packet number against the replay window (`accept`) only after
     /// this succeeded.
     pub fn open(&self, datagram: &[u8], out: &mut Vec<u8>) -> Result<SealedRepr, SecureError> {
@@ -271,11 +281,13 @@ impl Session {
         Ok(sealed)
     }
 
-    /// Records an authenticated packet number; `Replayed` if it was seen or is too old.
+    /// Records an authenticated packet number; `Duplicate` if it was accepted before,
+    /// `Replayed` if it is too old to tell.
     pub fn accept(&mut self, pn: u64) -> Result<(), SecureError> {
         match self.replay.accept(pn) {
             ReplayVerdict::Fresh => Ok(()),
-            ReplayVerdict::Duplicate | ReplayVerdict::TooOld => Err(SecureError::Replayed),
+            ReplayVerdict::Duplicate => Err(SecureError::Duplicate),
+            ReplayVerdict::TooOld => Err(SecureError::Replayed),
         }
     }
 }
@@ -283,7 +295,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Body, CommonRepr, Datagram, HeaderRepr, Kind, HEADER_LEN};
+    use crate::wire::{Body, CommonRepr, Datagram, HeaderRepr, Kind};
     use ring::aead::UnboundKey;
 
     fn key(aead: Aead, byte: u8) -> LessSafeKey {
@@ -330,19 +342,26 @@ mod tests {
             let clear = header_datagram(42);
             let mut sealed = clear.clone();
             client.seal(&mut sealed).unwrap();
-            assert_eq!(sealed.len(), clear.len() + TAG_LEN);
+            assert_eq!(
+                sealed.len(),
+                clear.len() - CHECK_LEN + TAG_LEN,
+                "tag for check"
+            );
             assert_eq!(sealed[..3], clear[..3], "magic and version stay clear");
             assert_eq!((sealed[3], sealed[4]), (KIND_SEALED, FLAG_SEALED));
             assert_eq!(sealed[6..20], clear[6..20], "routing and nonce stay clear");
             assert_ne!(sealed[5], clear[3], "the kind travels encrypted");
             assert_ne!(sealed[20..24], clear[20..24], "so does the frame seq");
-            assert_ne!(sealed[HEADER_LEN..clear.len()], clear[HEADER_LEN..]);
+            let unchecked = &clear[..clear.len() - CHECK_LEN];
+            assert_ne!(sealed[HEADER_LEN..unchecked.len()], unchecked[HEADER_LEN..]);
             let mut out = Vec::new();
             let common = viewer.open(&sealed, &mut out).unwrap();
             assert_eq!(common.packet_number, 42);
-            assert_eq!(out, clear);
+            assert_eq!(out, unchecked);
             viewer.accept(42).unwrap();
-            assert_eq!(viewer.accept(42), Err(SecureError::Replayed));
+            assert_eq!(viewer.accept(42), Err(SecureError::Duplicate));
+            viewer.accept(42 + REPLAY_WINDOW).unwrap();
+            assert_eq!(viewer.accept(41), Err(SecureError::Replayed));
             // A client cannot open what it sealed itself: the directions have their own keys.
             assert_eq!(
                 client.open(&sealed, &mut out),

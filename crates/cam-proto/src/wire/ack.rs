@@ -11,8 +11,8 @@ mod field {
     pub const LARGEST_PN: Field = 4..12;
     pub const ACK_DELAY: Field = 12..16;
     pub const RANGE_COUNT: Field = 16..18;
-    pub const RESERVED: Field = 18..20;
-    pub const RANGES: usize = RESERVED.end;
+    pub const CORRUPT: Field = 18..20;
+    pub const RANGES: usize = CORRUPT.end;
 }
 
 const RANGE_LEN: usize = 8;
@@ -91,11 +91,17 @@ pub struct AckRepr<'a> {
     pub header_missing: bool,
     /// How many frames after this one the viewer will accept now (flow-control credit).
     pub window: u16,
-    /// Highest packet number the viewer has received on this stream: the client's RTT
-    /// sample, and the line below which a missing chunk counts as lost, not in flight.
+    /// Packet number of the datagram the viewer received last on this stream (the highest,
+    /// unless reordered): the client's RTT sample, and the line below which a missing chunk
+    /// counts as lost, not in flight.
     pub largest_pn: u64,
     /// Microseconds between receiving `largest_pn` and sending this ack.
     pub ack_delay_us: u32,
+    /// Datagrams of this stream the viewer has refused for a failed check (CRC-32C, or in
+    /// keyed mode the tag), counted from the stream's start and wrapping at 2^16. What the
+    /// sender sees missing up to this many is corruption on the path: repaired, but not
+    /// taken for congestion. Cumulative, so a lost ack loses no count.
+    pub corrupt: u16,
     pub missing: MissingRanges<'a>,
 }
 
@@ -104,7 +110,7 @@ impl<'a> AckRepr<'a> {
         if body.len() < field::RANGES {
             return Err(WireError::Truncated);
         }
-        if body[field::RESERVED] != [0, 0] || body[field::FLAGS] & !FLAG_HEADER_MISSING != 0 {
+        if body[field::FLAGS] & !FLAG_HEADER_MISSING != 0 {
             return Err(WireError::BadReserved);
         }
         let status = match body[field::STATUS] {
@@ -130,6 +136,7 @@ impl<'a> AckRepr<'a> {
             window: read_u16(&body[field::WINDOW]),
             largest_pn: read_u64(&body[field::LARGEST_PN]),
             ack_delay_us: read_u32(&body[field::ACK_DELAY]),
+            corrupt: read_u16(&body[field::CORRUPT]),
             missing: MissingRanges::Wire(ranges),
         };
         repr.check_ranges()?;
@@ -169,7 +176,7 @@ impl<'a> AckRepr<'a> {
         body[field::LARGEST_PN].copy_from_slice(&self.largest_pn.to_be_bytes());
         body[field::ACK_DELAY].copy_from_slice(&self.ack_delay_us.to_be_bytes());
         body[field::RANGE_COUNT].copy_from_slice(&(count as u16).to_be_bytes());
-        body[field::RESERVED].fill(0);
+        body[field::CORRUPT].copy_from_slice(&self.corrupt.to_be_bytes());
         for (slot, r) in body[field::RANGES..]
             .chunks_exact_mut(RANGE_LEN)
             .zip(self.missing.iter().take(count))
@@ -185,18 +192,29 @@ mod tests {
     use super::super::{Body, CommonRepr, Datagram, Kind};
     use super::*;
 
-    const BYTES: [u8; 60] = [
-        b'C', b'S', 1, 3, 0, 0, 0, 0, // common: kind = ack
+    const BYTES: [u8; 64] = [
+        b'C', b'S', 2, 3, 0, 0, 0, 0, // common: kind = ack
         0, 0, 0, 42, // stream id
         0, 0, 0, 0, 0, 0, 0, 3, // packet number
         0, 0, 0, 9, // frame seq
         1, 1, 0, 2, // incomplete, header missing, window 2
         0, 0, 0, 0, 0, 0, 0, 77, // largest pn
         0, 0, 0x01, 0xf4, // ack delay 500 us
-        0, 2, 0, 0, // two ranges, reserved
+        0, 2, 0, 5, // two ranges, 5 corrupt datagrams
         0, 0, 0, 1, 0, 0, 0, 2, // chunks 1..3
         0, 0, 0, 7, 0, 0, 0, 1, // chunk 7
+        0x1b, 0xe0, 0x5f, 0x9c, // CRC-32C of the datagram
     ];
+
+    /// `BYTES` changed at `at` with its check made true again.
+    fn with(at: usize, value: &[u8]) -> Vec<u8> {
+        let mut b = BYTES.to_vec();
+        b[at..at + value.len()].copy_from_slice(value);
+        let check_at = b.len() - super::super::CHECK_LEN;
+        let check = crc32c::crc32c(&b[..check_at]);
+        b[check_at..].copy_from_slice(&check.to_be_bytes());
+        b
+    }
 
     const RANGES: [MissingRange; 2] = [
         MissingRange { start: 1, len: 2 },
@@ -217,6 +235,7 @@ mod tests {
                 window: 2,
                 largest_pn: 77,
                 ack_delay_us: 500,
+                corrupt: 5,
                 missing: MissingRanges::List(&RANGES),
             }),
         }
@@ -247,24 +266,19 @@ mod tests {
 
     #[test]
     fn refuses_inconsistent_acks() {
-        let mut b = BYTES;
-        b[24] = 0; // complete, but with ranges
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadAck));
-        let mut b = BYTES;
-        b[24] = 5;
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadAck));
-        let mut b = BYTES;
-        b[55] = 1; // second range starts inside the first
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadAck));
-        let mut b = BYTES;
-        b[51] = 0; // empty range
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadAck));
-        let mut b = BYTES;
-        b[25] = 0x80;
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadReserved));
-        let mut b = BYTES;
-        b[40..42].copy_from_slice(&500u16.to_be_bytes());
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadAck));
+        let parse = |b: Vec<u8>| Datagram::parse(&b).map(|_| ());
+        // Complete, but with ranges.
+        assert_eq!(parse(with(24, &[0])), Err(WireError::BadAck));
+        assert_eq!(parse(with(24, &[5])), Err(WireError::BadAck));
+        // The second range starts inside the first.
+        assert_eq!(parse(with(55, &[1])), Err(WireError::BadAck));
+        // An empty range.
+        assert_eq!(parse(with(51, &[0])), Err(WireError::BadAck));
+        assert_eq!(parse(with(25, &[0x80])), Err(WireError::BadReserved));
+        assert_eq!(
+            parse(with(40, &500u16.to_be_bytes())),
+            Err(WireError::BadAck)
+        );
     }
 
     #[test]
@@ -288,6 +302,7 @@ mod tests {
                 window: 0,
                 largest_pn: 0,
                 ack_delay_us: 0,
+                corrupt: 0,
                 missing: MissingRanges::List(&many),
             }),
         };

@@ -15,8 +15,9 @@ mod field {
     pub const PAYLOAD: usize = RESERVED + 1;
 }
 
-/// Bytes before a chunk's payload, counting the common header.
-pub const CHUNK_OVERHEAD: usize = super::HEADER_LEN + field::PAYLOAD;
+/// Bytes a clear chunk datagram adds to its payload: the common header and the chunk
+/// fields before it, the CRC-32C after it.
+pub const CHUNK_OVERHEAD: usize = super::HEADER_LEN + field::PAYLOAD + super::CHECK_LEN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRepr<'a> {
@@ -91,8 +92,8 @@ mod tests {
     use super::*;
 
     // Frame of 10 bytes cut into 4-byte chunks; this is chunk 2 (the short tail).
-    const BYTES: [u8; 42] = [
-        b'C', b'S', 1, 2, 0, 0, 0, 0, // common: kind = chunk
+    const BYTES: [u8; 46] = [
+        b'C', b'S', 2, 2, 0, 0, 0, 0, // common: kind = chunk
         0, 0, 0, 42, // stream id
         0, 0, 0, 0, 0, 0, 0, 6, // packet number
         0, 0, 0, 9, // frame seq
@@ -101,7 +102,21 @@ mod tests {
         0x11, 0x22, 0x33, 0x44, // crc
         0, 4, 1, 0, // chunk size, codec, reserved
         0xaa, 0xbb, // payload
+        0xc7, 0x55, 0x2d, 0x24, // CRC-32C of the datagram
     ];
+
+    /// `BYTES` changed at `at` (or one byte longer) with its check made true again.
+    fn with(at: usize, value: &[u8], extra: bool) -> Vec<u8> {
+        let check_at = BYTES.len() - super::super::CHECK_LEN;
+        let mut b = BYTES[..check_at].to_vec();
+        b[at..at + value.len()].copy_from_slice(value);
+        if extra {
+            b.push(0xcc);
+        }
+        let check = crc32c::crc32c(&b);
+        b.extend_from_slice(&check.to_be_bytes());
+        b
+    }
 
     fn repr() -> Datagram<'static> {
         Datagram {
@@ -147,21 +162,17 @@ mod tests {
 
     #[test]
     fn refuses_payload_that_does_not_fit_its_place() {
-        let mut long = BYTES.to_vec();
-        long.push(0xcc);
-        assert_eq!(Datagram::parse(&long), Err(WireError::BadLength));
-        let mut b = BYTES;
-        b[27] = 3; // index 3 of a 3-chunk frame
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadIndex));
-        let mut b = BYTES;
-        b[27] = 1; // chunk 1 must carry 4 bytes
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
-        let mut b = BYTES;
-        b[36..38].fill(0);
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
-        let mut b = BYTES;
-        b[24..28].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadIndex));
+        let parse = |b: Vec<u8>| Datagram::parse(&b).map(|_| ());
+        assert_eq!(parse(with(27, &[2], true)), Err(WireError::BadLength));
+        // Index 3 of a 3-chunk frame.
+        assert_eq!(parse(with(27, &[3], false)), Err(WireError::BadIndex));
+        // Chunk 1 must carry 4 bytes.
+        assert_eq!(parse(with(27, &[1], false)), Err(WireError::BadLength));
+        assert_eq!(parse(with(36, &[0, 0], false)), Err(WireError::BadLength));
+        assert_eq!(
+            parse(with(24, &u32::MAX.to_be_bytes(), false)),
+            Err(WireError::BadIndex)
+        );
     }
 
     #[test]

@@ -110,8 +110,8 @@ mod tests {
     use super::super::{Body, CommonRepr, Datagram, Kind};
     use super::*;
 
-    const BYTES: [u8; 48] = [
-        b'C', b'S', 1, 1, 0, 0, 0, 0, // common: kind = header
+    const BYTES: [u8; 52] = [
+        b'C', b'S', 2, 1, 0, 0, 0, 0, // common: kind = header
         0, 0, 0, 42, // stream id
         0, 0, 0, 0, 0, 0, 0, 5, // packet number
         0, 0, 0, 9, // frame seq
@@ -120,8 +120,19 @@ mod tests {
         1, 0, // codec jpeg, reserved
         0x02, 0x80, 0x01, 0xe0, // 640 x 480
         0, 0, 0, 0, 0, 0, 0x03, 0xe8, // capture ts 1000
-        0xca, 0xfe, 0xba, 0xbe, // crc
+        0xca, 0xfe, 0xba, 0xbe, // frame crc
+        0xf5, 0x95, 0x5e, 0x9c, // CRC-32C of the datagram
     ];
+
+    /// `BYTES` changed at `at` and its check made true again: refused for its meaning.
+    fn with(at: usize, value: &[u8]) -> Vec<u8> {
+        let mut b = BYTES.to_vec();
+        b[at..at + value.len()].copy_from_slice(value);
+        let check_at = b.len() - super::super::CHECK_LEN;
+        let check = crc32c::crc32c(&b[..check_at]);
+        b[check_at..].copy_from_slice(&check.to_be_bytes());
+        b
+    }
 
     fn repr() -> Datagram<'static> {
         Datagram {
@@ -169,18 +180,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_meaning() {
-        let mut b = BYTES;
-        b[24..28].fill(0);
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
-        let mut b = BYTES;
-        b[28..30].fill(0);
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
+        let parse = |b: Vec<u8>| Datagram::parse(&b).map(|_| ());
+        assert_eq!(parse(with(24, &[0; 4])), Err(WireError::BadLength));
+        assert_eq!(parse(with(28, &[0; 2])), Err(WireError::BadLength));
+        assert_eq!(parse(with(30, &[7])), Err(WireError::BadCodec(7)));
+        assert_eq!(parse(with(31, &[1])), Err(WireError::BadReserved));
         let mut b = BYTES;
         b[30] = 7;
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadCodec(7)));
-        let mut b = BYTES;
-        b[31] = 1;
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadReserved));
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadChecksum));
     }
 
     #[test]

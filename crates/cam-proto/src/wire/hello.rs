@@ -135,7 +135,7 @@ mod tests {
     use super::*;
 
     const BYTES: [u8; 76] = [
-        b'C', b'S', 1, 5, 0, 0, 0, 0, // common: kind = hello
+        b'C', b'S', 2, 5, 0, 0, 0, 0, // common: kind = hello
         0xca, 0xfe, 0x00, 0x01, // stream id
         0, 0, 0, 0, 0, 0, 0, 3, // packet number
         0, 0, 0, 2, // frame seq: the handshake's number

@@ -1,7 +1,9 @@
-//! The camstream wire format, version 1.
+//! The camstream wire format, version 2.
 //!
 //! Every datagram is a 24-byte common header followed by a body whose layout depends on
-//! the datagram's kind. Parsing follows smoltcp's `wire` module: a checked view over the
+//! the datagram's kind. A clear datagram ends with a CRC-32C of everything before it
+//! (`CHECK_LEN` bytes), so one flipped bit anywhere costs that datagram alone; a sealed
+//! datagram ends with its AEAD tag instead, which checks it as well. Parsing follows smoltcp's `wire` module: a checked view over the
 //! bytes (`Packet`), a plain struct for the meaning (`*Repr`), `parse`/`emit` between them.
 //! Every length is checked once in `new_checked`; after that no accessor can panic.
 //! See `PROTOCOL.md` for the byte layouts and the reasons behind them.
@@ -22,10 +24,14 @@ type Field = Range<usize>;
 
 /// The two bytes every camstream datagram starts with ("CS").
 pub const MAGIC: [u8; 2] = *b"CS";
-/// The only wire version this crate speaks.
-pub const VERSION: u8 = 1;
+/// The only wire version this crate speaks (2: clear datagrams carry `CHECK_LEN`).
+pub const VERSION: u8 = 2;
+/// Bytes of the CRC-32C (Castagnoli) that ends every clear data datagram (header, chunk,
+/// ack, probe), over every byte before it. Handshake datagrams carry a MAC instead, sealed
+/// ones a tag.
+pub const CHECK_LEN: usize = 4;
 /// Flag bit reserved for authenticated encryption: body encrypted, 16-byte tag at the end.
-/// Version 1 without a key sends it clear and refuses datagrams that set it.
+/// An end without a key never sets it, and refuses datagrams that do.
 pub const FLAG_SEALED: u8 = 0x01;
 /// Bytes an AEAD tag will add at the end of a sealed datagram.
 pub const TAG_LEN: usize = 16;
@@ -85,6 +91,10 @@ pub enum WireError {
     BadAck,
     #[error("handshake datagram (keyed mode), not data")]
     Handshake,
+    #[error("checksum mismatch (corrupted on the way)")]
+    BadChecksum,
+    #[error("names a frame or packet number the peer cannot have sent")]
+    Implausible,
 }
 
 pub type Result<T> = core::result::Result<T, WireError>;
@@ -312,11 +322,36 @@ pub enum Body<'a> {
 }
 
 impl<'a> Datagram<'a> {
-    /// Checks and interprets untrusted bytes. Never panics, whatever the input.
+    /// Checks and interprets untrusted bytes of a clear datagram: its common header, then
+    /// its CRC-32C, then its body. Never panics, whatever the input.
     pub fn parse(bytes: &'a [u8]) -> Result<Datagram<'a>> {
         let packet = Packet::new_checked(bytes)?;
         let common = CommonRepr::parse(&packet)?;
-        let body_bytes = &bytes[HEADER_LEN..];
+        if matches!(common.kind, Kind::Hello | Kind::HelloReply) {
+            return Err(WireError::Handshake);
+        }
+        let Some(check_at) = bytes
+            .len()
+            .checked_sub(CHECK_LEN)
+            .filter(|&at| at >= HEADER_LEN)
+        else {
+            return Err(WireError::Truncated);
+        };
+        if crc32c::crc32c(&bytes[..check_at]) != read_u32(&bytes[check_at..]) {
+            return Err(WireError::BadChecksum);
+        }
+        Self::parse_body(common, &bytes[HEADER_LEN..check_at])
+    }
+
+    /// Interprets an opened sealed datagram (see `secure::Session::open`): its tag checked
+    /// it, so it carries no CRC-32C.
+    pub fn parse_opened(bytes: &'a [u8]) -> Result<Datagram<'a>> {
+        let packet = Packet::new_checked(bytes)?;
+        let common = CommonRepr::parse(&packet)?;
+        Self::parse_body(common, &bytes[HEADER_LEN..])
+    }
+
+    fn parse_body(common: CommonRepr, body_bytes: &'a [u8]) -> Result<Datagram<'a>> {
         let body = match common.kind {
             Kind::Header => Body::Header(HeaderRepr::parse(body_bytes)?),
             Kind::Chunk => Body::Chunk(ChunkRepr::parse(body_bytes)?),
@@ -332,7 +367,7 @@ impl<'a> Datagram<'a> {
         Ok(Datagram { common, body })
     }
 
-    /// Bytes needed to emit this datagram.
+    /// Bytes needed to emit this datagram, its CRC-32C included.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
             + match &self.body {
@@ -341,13 +376,16 @@ impl<'a> Datagram<'a> {
                 Body::Ack(a) => a.buffer_len(),
                 Body::Probe => 0,
             }
+            + CHECK_LEN
     }
 
-    /// Writes the datagram into `buf`, replacing its contents; the caller reuses `buf`.
+    /// Writes the clear datagram, CRC-32C last, into `buf`, replacing its contents; the
+    /// caller reuses `buf`. Sealing replaces the CRC-32C with the tag.
     pub fn emit(&self, buf: &mut Vec<u8>) {
         buf.clear();
         buf.resize(self.buffer_len(), 0);
-        let mut packet = Packet::new_unchecked(&mut buf[..]);
+        let check_at = buf.len() - CHECK_LEN;
+        let mut packet = Packet::new_unchecked(&mut buf[..check_at]);
         let mut common = self.common;
         common.kind = match self.body {
             Body::Header(_) => Kind::Header,
@@ -363,6 +401,18 @@ impl<'a> Datagram<'a> {
             Body::Ack(a) => a.emit(body),
             Body::Probe => {}
         }
+        let check = crc32c::crc32c(&buf[..check_at]);
+        buf[check_at..].copy_from_slice(&check.to_be_bytes());
+    }
+}
+
+/// Makes the CRC-32C at the end of a clear datagram true again after its bytes were
+/// changed: for tests and tools that forge datagrams as an attacker could (the check keeps
+/// out corruption, not forgery).
+pub fn rewrite_check(datagram: &mut [u8]) {
+    if let Some(check_at) = datagram.len().checked_sub(CHECK_LEN) {
+        let check = crc32c::crc32c(&datagram[..check_at]);
+        datagram[check_at..].copy_from_slice(&check.to_be_bytes());
     }
 }
 
@@ -370,11 +420,12 @@ impl<'a> Datagram<'a> {
 mod tests {
     use super::*;
 
-    const PROBE_BYTES: [u8; 24] = [
-        b'C', b'S', 1, 4, 0, 0, 0, 0, // magic, version, kind=probe, flags, reserved
+    const PROBE_BYTES: [u8; 28] = [
+        b'C', b'S', 2, 4, 0, 0, 0, 0, // magic, version, kind=probe, flags, reserved
         0xde, 0xad, 0xbe, 0xef, // stream id
         0, 0, 0, 0, 0, 0, 0x01, 0x02, // packet number
         0, 0, 0, 7, // frame seq
+        0x1d, 0x5e, 0xe3, 0x6f, // CRC-32C of the above
     ];
 
     fn probe() -> Datagram<'static> {
@@ -393,12 +444,16 @@ mod tests {
     fn deconstruct_probe() {
         let packet = Packet::new_checked(&PROBE_BYTES[..]).unwrap();
         assert_eq!(packet.magic(), MAGIC);
-        assert_eq!(packet.version(), 1);
+        assert_eq!(packet.version(), 2);
         assert_eq!(packet.kind_raw(), 4);
         assert_eq!(packet.stream_id(), 0xdead_beef);
         assert_eq!(packet.packet_number(), 0x0102);
         assert_eq!(packet.frame_seq(), 7);
-        assert!(packet.body().is_empty());
+        assert_eq!(
+            packet.body(),
+            &PROBE_BYTES[24..],
+            "the check, after an empty body"
+        );
     }
 
     #[test]
@@ -451,7 +506,7 @@ mod tests {
             SealedRepr::parse(&Packet::new_unchecked(&b[..]))
         };
         assert_eq!(refused(0, b'X'), Err(WireError::BadMagic));
-        assert_eq!(refused(2, 2), Err(WireError::BadVersion(2)));
+        assert_eq!(refused(2, 1), Err(WireError::BadVersion(1)));
         assert_eq!(refused(3, 2), Err(WireError::BadKind(2)), "kind in clear");
         assert_eq!(refused(4, 0), Err(WireError::BadFlags(0)));
         assert_eq!(refused(6, 1), Err(WireError::BadReserved));
@@ -467,8 +522,8 @@ mod tests {
         b[0] = b'X';
         assert_eq!(Datagram::parse(&b), Err(WireError::BadMagic));
         let mut b = PROBE_BYTES;
-        b[2] = 2;
-        assert_eq!(Datagram::parse(&b), Err(WireError::BadVersion(2)));
+        b[2] = 1;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadVersion(1)));
         let mut b = PROBE_BYTES;
         b[3] = 9;
         assert_eq!(Datagram::parse(&b), Err(WireError::BadKind(9)));
@@ -478,8 +533,34 @@ mod tests {
         let mut b = PROBE_BYTES;
         b[6] = 1;
         assert_eq!(Datagram::parse(&b), Err(WireError::BadReserved));
-        let mut b = PROBE_BYTES.to_vec();
+        let mut b = PROBE_BYTES[..HEADER_LEN].to_vec();
         b.push(0);
+        let check = crc32c::crc32c(&b);
+        b.extend_from_slice(&check.to_be_bytes());
         assert_eq!(Datagram::parse(&b), Err(WireError::BadLength));
+    }
+
+    #[test]
+    fn any_flipped_bit_is_refused() {
+        for bit in 0..PROBE_BYTES.len() * 8 {
+            let mut b = PROBE_BYTES;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Datagram::parse(&b).is_err(), "bit {bit}");
+        }
+        let mut b = PROBE_BYTES;
+        b[19] ^= 0x80;
+        assert_eq!(Datagram::parse(&b), Err(WireError::BadChecksum));
+    }
+
+    #[test]
+    fn opened_datagrams_carry_no_check() {
+        assert_eq!(
+            Datagram::parse_opened(&PROBE_BYTES[..HEADER_LEN]).unwrap(),
+            probe()
+        );
+        assert_eq!(
+            Datagram::parse_opened(&PROBE_BYTES),
+            Err(WireError::BadLength)
+        );
     }
 }

@@ -33,6 +33,9 @@ pub struct Delivered {
     pub at: Instant,
 }
 
+/// Changes a datagram on its way (index, bytes): see `Pair::tamper`.
+pub type Tamper = Box<dyn FnMut(usize, &mut Vec<u8>)>;
+
 pub struct Pair {
     pub start: Instant,
     pub now: Instant,
@@ -60,6 +63,11 @@ pub struct Pair {
     pub base_frame_bytes: usize,
     /// Frames left to offer.
     pub to_send: usize,
+    /// Sees (and may change) every datagram the sender sends, with its index, before the
+    /// link does: an attacker or a faulty device on the path.
+    pub tamper: Option<Tamper>,
+    /// Datagrams the sender has sent.
+    pub sent_datagrams: usize,
 }
 
 impl Pair {
@@ -87,6 +95,8 @@ impl Pair {
             adapter: None,
             base_frame_bytes: 0,
             to_send: 0,
+            tamper: None,
+            sent_datagrams: 0,
         }
     }
 
@@ -212,6 +222,10 @@ impl Pair {
         loop {
             let mut moved = false;
             while self.sender.poll_transmit(now, &mut self.buf) {
+                if let Some(tamper) = self.tamper.as_mut() {
+                    tamper(self.sent_datagrams, &mut self.buf);
+                }
+                self.sent_datagrams += 1;
                 self.to_viewer.send(now, &self.buf);
                 moved = true;
             }
