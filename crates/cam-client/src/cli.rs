@@ -120,6 +120,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Protocol::Camstream)]
     pub protocol: Protocol,
 
+    /// What the viewer calls this stream: shown in its window's tile label, its web page and
+    /// its summary (at most 64 bytes, no control characters). With --protocol rtp it is the
+    /// RTCP CNAME. Default: none (the viewer shows the stream id and address).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
     /// With --protocol rtp: write an SDP file describing the stream, for
     /// `ffplay -protocol_whitelist file,udp,rtp -i FILE` or VLC, on the receiving machine.
     #[arg(long, value_name = "FILE")]
@@ -209,6 +215,8 @@ pub struct Config {
     pub protocol: Protocol,
     /// `--sdp`: where to write the RTP session description.
     pub sdp: Option<PathBuf>,
+    /// `--name`: what the viewer calls the stream.
+    pub name: Option<String>,
     pub simulate: SimulateArgs,
     /// Keyed mode (`--key-file`).
     pub psk: Option<Psk>,
@@ -241,6 +249,18 @@ impl Config {
                 size
             }
         };
+        if let Some(name) = &args.name {
+            if !cam_proto::wire::is_valid_name(name) {
+                bail!(
+                    "--name '{}' cannot be sent: use 1 to {} bytes of text without control characters",
+                    name.escape_debug(),
+                    cam_proto::wire::MAX_NAME_LEN
+                );
+            }
+            if args.protocol == Protocol::Classic {
+                bail!("--name needs --protocol camstream or rtp: the classic protocol cannot carry a name");
+            }
+        }
         if args.sdp.is_some() && args.protocol != Protocol::Rtp {
             bail!("--sdp describes an RTP stream: add --protocol rtp");
         }
@@ -284,6 +304,7 @@ impl Config {
             give_up: args.give_up,
             protocol: args.protocol,
             sdp: args.sdp,
+            name: args.name,
             simulate: args.simulate,
             psk,
             aead: args.aead.map(AeadChoice::from).unwrap_or_default(),

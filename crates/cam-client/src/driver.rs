@@ -113,6 +113,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         if time_done || ((budget_done || exhausted) && sender.frames_in_flight() == 0) {
             break;
         }
+        if !heard && sender.stats().receiver_full > 0 {
+            if config.give_up != GiveUp::Never {
+                failure = Some(protocol::full_message(config));
+                break;
+            }
+            connection.full(&protocol::full_message(config));
+        }
         if sender.expects_answers() && !heard && give_up_at.is_some_and(|t| now >= t) {
             failure = Some(protocol::no_answer_message(
                 config,

@@ -77,6 +77,7 @@ pub fn build(config: &Config, peer: SocketAddr) -> Box<dyn FrameSender> {
                         .then(|| Duration::from_secs_f64(1.0 / f64::from(config.fps))),
                     psk: config.psk.clone(),
                     aeads: config.aead.set(),
+                    name: config.name.clone(),
                     ..SenderConfig::default()
                 },
             ))
@@ -92,6 +93,7 @@ pub fn build(config: &Config, peer: SocketAddr) -> Box<dyn FrameSender> {
             peer,
             RtpSenderConfig {
                 max_datagram: usize::from(config.chunk_size),
+                cname: config.name.clone().unwrap_or_else(|| "camstream".into()),
                 ..RtpSenderConfig::default()
             },
         )),
@@ -133,6 +135,15 @@ pub fn describe(config: &Config, sender: &dyn FrameSender) -> String {
             config.chunk_size
         ),
     }
+}
+
+/// A viewer that answered only "full": it serves its `--max-streams` already.
+pub fn full_message(config: &Config) -> String {
+    format!(
+        "the viewer at {} is full: it serves as many streams as its --max-streams allows. \
+         Stop another client, or restart cam-viewer with a larger --max-streams",
+        config.viewer_text
+    )
 }
 
 /// Why a receiver may never have answered, likeliest first.

@@ -111,6 +111,7 @@ pub struct Connection {
     answers: u64,
     last_answer: Option<Instant>,
     refused_logged: bool,
+    full_logged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,16 @@ impl Connection {
             answers: 0,
             last_answer: None,
             refused_logged: false,
+            full_logged: false,
+        }
+    }
+
+    /// The receiver refuses this stream as one too many: logged once; the client keeps
+    /// trying (`--give-up never`), since a place may come free.
+    pub fn full(&mut self, why: &str) {
+        if !self.full_logged {
+            log::warn!("{why}; still trying");
+            self.full_logged = true;
         }
     }
 

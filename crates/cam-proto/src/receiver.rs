@@ -94,6 +94,12 @@ pub enum ReceiverEvent {
         remote: SocketAddr,
         replaced: Option<u32>,
     },
+    /// The sender named its stream (`cam-client --name`), or renamed it.
+    StreamNamed {
+        stream_id: u32,
+        remote: SocketAddr,
+        name: String,
+    },
     /// The stream went silent.
     Stalled {
         stream_id: u32,
@@ -186,6 +192,8 @@ struct Stream {
     seq_candidate: Option<u32>,
     /// Datagrams of this stream refused as corrupt (wrapping), told to the sender in acks.
     corrupt: u16,
+    /// What the sender calls the stream (`cam-client --name`), once a Name datagram came.
+    name: Option<String>,
 }
 
 /// A new stream id seen from the served stream's address, not yet believed.
@@ -223,6 +231,7 @@ impl Stream {
             pn_candidate: None,
             seq_candidate: None,
             corrupt: 0,
+            name: None,
         }
     }
 
@@ -358,6 +367,30 @@ impl From<SecureError> for Refused {
             SecureError::NoCommonAead => Refused::NoCommonAead,
         }
     }
+}
+
+/// The answer to a stream a viewer will not serve because it serves `--max-streams`
+/// already: an ack saying `Full`, so the client names the limit instead of "no viewer".
+/// Unsealed: a keyed client, which takes only sealed answers, learns nothing from it.
+pub fn emit_full_ack(stream_id: u32, frame_seq: u32, buf: &mut Vec<u8>) {
+    Datagram {
+        common: CommonRepr {
+            kind: Kind::Ack,
+            stream_id,
+            packet_number: 0,
+            frame_seq,
+        },
+        body: Body::Ack(AckRepr {
+            status: AckStatus::Full,
+            header_missing: false,
+            window: 0,
+            largest_pn: 0,
+            ack_delay_us: 0,
+            corrupt: 0,
+            missing: MissingRanges::List(&[]),
+        }),
+    }
+    .emit(buf);
 }
 
 impl Receiver {
@@ -534,7 +567,7 @@ impl Receiver {
         let declared_len = match &datagram.body {
             Body::Header(h) => Some(h.total_len),
             Body::Chunk(c) => Some(c.total_len),
-            Body::Probe => None,
+            Body::Probe | Body::Name(_) => None,
             Body::Ack(_) => return Err(Refused::Unexpected),
         };
         if declared_len.is_some_and(|len| len > self.config.max_frame_bytes) {
@@ -585,6 +618,17 @@ impl Receiver {
                 }
             },
             Body::Chunk(chunk) => self.handle_chunk(now, seq, &chunk),
+            Body::Name(n) => {
+                if stream.name.as_deref() != Some(n.name) {
+                    stream.name = Some(n.name.to_owned());
+                    self.events.push_back(ReceiverEvent::StreamNamed {
+                        stream_id: stream.id,
+                        remote: stream.remote,
+                        name: n.name.to_owned(),
+                    });
+                }
+                Ok(())
+            }
             Body::Ack(_) => Err(Refused::Unexpected),
         }
     }

@@ -12,8 +12,8 @@ use crate::rtt::RttEstimator;
 use crate::secure::{Aead, AeadSet, ClientKeys, ClientOpened, Psk, RekeyLimits, SecureError};
 use crate::seq::seq_newer;
 use crate::wire::{
-    AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, WireError,
-    CHECK_LEN, FLAG_SEALED, TAG_LEN,
+    AckRepr, AckStatus, Body, ChunkRepr, Codec, CommonRepr, Datagram, HeaderRepr, Kind, NameRepr,
+    WireError, CHECK_LEN, FLAG_SEALED, TAG_LEN,
 };
 
 /// Longest wait between probes: bounds how long a restarted viewer goes unnoticed.
@@ -56,6 +56,9 @@ pub struct SenderConfig {
     pub aeads: AeadSet,
     /// Keyed mode: when a working session is replaced by a new handshake.
     pub rekey: RekeyLimits,
+    /// What the stream is called (`cam-client --name`), sent in Name datagrams; at most
+    /// `wire::MAX_NAME_LEN` bytes, checked with `wire::is_valid_name`.
+    pub name: Option<String>,
 }
 
 impl Default for SenderConfig {
@@ -71,9 +74,14 @@ impl Default for SenderConfig {
             psk: None,
             aeads: AeadSet::fast_here(),
             rekey: RekeyLimits::default(),
+            name: None,
         }
     }
 }
+
+/// A stream's name goes again this often while it streams: a viewer that starts late, or
+/// lost the first one, learns it within this time.
+pub const NAME_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A frame to send: encoded bytes plus what the header says about them.
 #[derive(Debug, Clone)]
@@ -147,6 +155,8 @@ pub struct SenderStats {
     pub datagrams_replayed: u64,
     /// Keyed mode: handshakes completed.
     pub handshakes: u64,
+    /// Answers saying the viewer serves all the streams it may (`--max-streams`).
+    pub receiver_full: u64,
 }
 
 #[derive(Debug)]
@@ -220,6 +230,8 @@ pub struct Sender {
     keys: Option<ClientKeys>,
     /// Where a sealed datagram is opened.
     scratch: Vec<u8>,
+    /// When the stream's name goes next (`None`: no name, or no frame sent yet).
+    name_at: Option<Instant>,
 }
 
 impl Sender {
@@ -254,6 +266,7 @@ impl Sender {
             stats: SenderStats::default(),
             keys,
             scratch: Vec::new(),
+            name_at: None,
         }
     }
 
@@ -471,6 +484,11 @@ impl Sender {
         if seq_newer(datagram.common.frame_seq, self.next_seq) {
             return Err(WireError::Implausible);
         }
+        if ack.status == AckStatus::Full {
+            // A refusal, not an answer: the stream is not served, and nothing is measured.
+            self.stats.receiver_full += 1;
+            return Ok(());
+        }
         self.stats.acks_received += 1;
         // A packet number never sent is not believed: no RTT sample, and for loss it means
         // no more than "everything sent so far".
@@ -526,6 +544,8 @@ impl Sender {
                     });
                 }
             }
+            // Returned before counting the ack, above.
+            AckStatus::Full => {}
             AckStatus::Gone => {
                 self.in_flight.remove(pos);
                 self.stats.frames_refused += 1;
@@ -770,7 +790,19 @@ impl Sender {
         };
         let mut sent_retransmit = false;
         let mut built = false;
-        for frame in self.in_flight.iter_mut() {
+        if let Some(name) = self.config.name.as_deref() {
+            if self.name_at.is_some_and(|t| now >= t) {
+                let seq = self.next_seq.wrapping_sub(1);
+                Datagram {
+                    common: common(Kind::Name, seq),
+                    body: Body::Name(NameRepr { name }),
+                }
+                .emit(buf);
+                self.name_at = Some(now + NAME_INTERVAL);
+                built = true;
+            }
+        }
+        for frame in self.in_flight.iter_mut().filter(|_| !built) {
             let seq = frame.seq;
             let body = if frame.probe_pending {
                 frame.probe_pending = false;
@@ -782,6 +814,10 @@ impl Sender {
                     sent_retransmit = true;
                 }
                 frame.header_pn = pn;
+                if self.config.name.is_some() && self.name_at.is_none() {
+                    // The name follows the first header, once the stream can be adopted.
+                    self.name_at = Some(now);
+                }
                 Body::Header(frame.header)
             } else if let Some(index) = frame.retransmit.pop_front() {
                 frame.queued[index as usize] = false;

@@ -679,6 +679,8 @@ proptest! {
                     }
                     Body::Header(hd) => prop_assert_eq!(hd.crc32, crc32fast_hash(sent)),
                     Body::Probe => {}
+                    // This sender has no name configured.
+                    Body::Name(_) => prop_assert!(false, "the sender sent a name it was not given"),
                     Body::Ack(_) => prop_assert!(false, "the sender sent an ack"),
                 }
             }

@@ -145,7 +145,7 @@ impl RtpPair {
             match e {
                 ReceiveEvent::Frame(f) => self.delivered.push(f),
                 ReceiveEvent::StreamStarted { stream_id, .. } => self.streams.push(stream_id),
-                ReceiveEvent::Stalled { .. } => {}
+                ReceiveEvent::Stalled { .. } | ReceiveEvent::StreamNamed { .. } => {}
             }
         }
         let wake = [

@@ -301,7 +301,16 @@ impl Worker {
                         ),
                     }
                 }
-                ReceiveEvent::Stalled { .. } if !self.stream_log.admit(Instant::now()) => {}
+                ReceiveEvent::StreamNamed { .. } | ReceiveEvent::Stalled { .. }
+                    if !self.stream_log.admit(Instant::now()) => {}
+                ReceiveEvent::StreamNamed {
+                    stream_id,
+                    remote,
+                    name,
+                } => log::info!(
+                    "stream {stream_id:08x} from {} is called '{name}'",
+                    canonical(remote)
+                ),
                 ReceiveEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),

@@ -76,6 +76,7 @@ impl FrameSender for CamstreamSender {
             acks_received: s.acks_received,
             datagrams_invalid: s.datagrams_invalid,
             handshakes: s.handshakes,
+            receiver_full: s.receiver_full,
         }
     }
     fn frames_in_flight(&self) -> usize {

@@ -64,6 +64,8 @@ pub struct SendStats {
     /// Datagrams from the receiver's address that were refused for any reason.
     pub datagrams_invalid: u64,
     pub handshakes: u64,
+    /// Answers saying the receiver serves all the streams it may (`--max-streams`).
+    pub receiver_full: u64,
 }
 
 /// The sending half of a protocol.

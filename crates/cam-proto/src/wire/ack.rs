@@ -31,6 +31,9 @@ pub enum AckStatus {
     Incomplete = 1,
     /// The viewer dropped the frame (superseded or too old): stop sending it.
     Gone = 2,
+    /// The viewer serves as many streams as it may (`--max-streams`) and refuses this one:
+    /// the client says so instead of "no viewer".
+    Full = 3,
 }
 
 /// A run of missing chunks: `start .. start + len`.
@@ -117,6 +120,7 @@ impl<'a> AckRepr<'a> {
             0 => AckStatus::Complete,
             1 => AckStatus::Incomplete,
             2 => AckStatus::Gone,
+            3 => AckStatus::Full,
             _ => return Err(WireError::BadAck),
         };
         let count = usize::from(read_u16(&body[field::RANGE_COUNT]));
@@ -155,7 +159,9 @@ impl<'a> AckRepr<'a> {
         let has_missing = !self.missing.is_empty() || self.header_missing;
         match self.status {
             AckStatus::Incomplete if !has_missing => Err(WireError::BadAck),
-            AckStatus::Complete | AckStatus::Gone if has_missing => Err(WireError::BadAck),
+            AckStatus::Complete | AckStatus::Gone | AckStatus::Full if has_missing => {
+                Err(WireError::BadAck)
+            }
             _ => Ok(()),
         }
     }

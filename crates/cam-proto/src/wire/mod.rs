@@ -12,11 +12,13 @@ mod ack;
 mod chunk;
 mod header;
 mod hello;
+mod name;
 
 pub use ack::{AckRepr, AckStatus, MissingRange, MissingRanges, MAX_ACK_RANGES};
 pub use chunk::{ChunkRepr, CHUNK_OVERHEAD};
 pub use header::{chunk_count, Codec, HeaderRepr};
 pub use hello::{HandshakeDatagram, HelloRepr, HELLO_LEN, MAC_LEN, PUBLIC_KEY_LEN};
+pub use name::{is_valid_name, NameRepr, MAX_NAME_LEN};
 
 use core::ops::Range;
 
@@ -95,6 +97,8 @@ pub enum WireError {
     BadChecksum,
     #[error("names a frame or packet number the peer cannot have sent")]
     Implausible,
+    #[error("a stream name that is not printable UTF-8")]
+    BadName,
 }
 
 pub type Result<T> = core::result::Result<T, WireError>;
@@ -115,6 +119,8 @@ pub enum Kind {
     Hello = 5,
     /// Keyed mode, viewer to client: the viewer's ephemeral public key and key confirmation.
     HelloReply = 6,
+    /// Client to viewer: the stream's name (`cam-client --name`), repeated now and then.
+    Name = 7,
 }
 
 impl Kind {
@@ -126,6 +132,7 @@ impl Kind {
             4 => Ok(Kind::Probe),
             5 => Ok(Kind::Hello),
             6 => Ok(Kind::HelloReply),
+            7 => Ok(Kind::Name),
             other => Err(WireError::BadKind(other)),
         }
     }
@@ -319,6 +326,7 @@ pub enum Body<'a> {
     Chunk(ChunkRepr<'a>),
     Ack(AckRepr<'a>),
     Probe,
+    Name(NameRepr<'a>),
 }
 
 impl<'a> Datagram<'a> {
@@ -362,6 +370,7 @@ impl<'a> Datagram<'a> {
                 }
                 Body::Probe
             }
+            Kind::Name => Body::Name(NameRepr::parse(body_bytes)?),
             Kind::Hello | Kind::HelloReply => return Err(WireError::Handshake),
         };
         Ok(Datagram { common, body })
@@ -375,6 +384,7 @@ impl<'a> Datagram<'a> {
                 Body::Chunk(c) => c.buffer_len(),
                 Body::Ack(a) => a.buffer_len(),
                 Body::Probe => 0,
+                Body::Name(n) => n.buffer_len(),
             }
             + CHECK_LEN
     }
@@ -392,6 +402,7 @@ impl<'a> Datagram<'a> {
             Body::Chunk(_) => Kind::Chunk,
             Body::Ack(_) => Kind::Ack,
             Body::Probe => Kind::Probe,
+            Body::Name(_) => Kind::Name,
         };
         packet.set_common(&common);
         let body = packet.body_mut();
@@ -400,6 +411,7 @@ impl<'a> Datagram<'a> {
             Body::Chunk(c) => c.emit(body),
             Body::Ack(a) => a.emit(body),
             Body::Probe => {}
+            Body::Name(n) => n.emit(body),
         }
         let check = crc32c::crc32c(&buf[..check_at]);
         buf[check_at..].copy_from_slice(&check.to_be_bytes());
