@@ -61,6 +61,8 @@ pub struct DisplayOptions {
     pub latest_message: Arc<Mutex<Option<String>>>,
     /// Where `s` saves snapshots; empty means the current directory.
     pub snapshot_dir: PathBuf,
+    /// Every stream's figures and names, for the grid's labels.
+    pub hub: Arc<crate::hub::Hub>,
 }
 
 impl Default for DisplayOptions {
@@ -71,6 +73,7 @@ impl Default for DisplayOptions {
             live: Arc::default(),
             latest_message: Arc::default(),
             snapshot_dir: PathBuf::new(),
+            hub: Arc::default(),
         }
     }
 }
@@ -410,7 +413,7 @@ struct Picture {
     sender: SocketAddr,
     seq: u32,
     /// Exactly as received, for snapshots.
-    jpeg: Vec<u8>,
+    jpeg: Arc<[u8]>,
     capture_ts_us: Option<u64>,
     completed_at: Instant,
 }
@@ -636,7 +639,7 @@ mod tests {
             },
             sender: "127.0.0.1:1".parse().unwrap(),
             seq,
-            jpeg: vec![seq as u8],
+            jpeg: Arc::from(vec![seq as u8]),
             capture_ts_us: None,
             completed_at,
         }

@@ -7,6 +7,8 @@ pub mod display;
 pub mod frame;
 pub mod frontend;
 pub mod headless;
+pub mod http;
+pub mod hub;
 pub mod jsonout;
 pub mod latency;
 pub mod live;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::decode::DecodeCounts;
+use crate::hub::StreamState;
 use crate::latency::LatencyRecorder;
 use crate::worker::WorkerReport;
 
@@ -35,7 +36,8 @@ pub struct Summary {
     pub crc_failures: u64,
     pub bytes_received: u64,
     pub acks_sent: u64,
-    pub streams: u64,
+    /// Streams started over the run (a restarted client counts again).
+    pub streams_started: u64,
     pub elapsed_s: f64,
     /// Complete frames per second between the first datagram and the last frame.
     pub fps: f64,
@@ -48,6 +50,9 @@ pub struct Summary {
     pub frames_recorded: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_unrecorded: Option<u64>,
+    /// Each stream still served at the end, with its own figures; the fields above are the
+    /// totals over every stream.
+    pub streams: Vec<StreamState>,
 }
 
 impl Summary {
@@ -56,6 +61,7 @@ impl Summary {
         decoded: &DecodeCounts,
         latency: &LatencyRecorder,
         elapsed: Duration,
+        streams: Vec<StreamState>,
     ) -> Summary {
         let s = &report.stats;
         let active = match (report.first_datagram_at, report.last_frame_at) {
@@ -85,13 +91,14 @@ impl Summary {
             crc_failures: s.crc_failures,
             bytes_received: s.bytes_received,
             acks_sent: s.acks_sent,
-            streams: s.streams_started,
+            streams_started: s.streams_started,
             elapsed_s: round3(elapsed.as_secs_f64()),
             fps: round3(fps),
             latency_p50_ms: latency.percentile_ms(0.5).map(round3),
             latency_p99_ms: latency.percentile_ms(0.99).map(round3),
             frames_recorded: None,
             frames_unrecorded: None,
+            streams,
         }
     }
 }

@@ -53,7 +53,7 @@ impl FrameSender for CamstreamSender {
         self.inner.poll_timeout()
     }
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.inner.poll_transmit(now, buf).then(|| Transmit {
+        self.inner.poll_transmit(now, buf).then_some(Transmit {
             to: self.peer,
             len: buf.len(),
         })

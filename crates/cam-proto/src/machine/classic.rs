@@ -108,7 +108,7 @@ impl FrameSender for ClassicFrameSender {
         self.inner.poll_timeout()
     }
     fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.inner.poll_transmit(buf).then(|| Transmit {
+        self.inner.poll_transmit(buf).then_some(Transmit {
             to: self.peer,
             len: buf.len(),
         })
