@@ -136,15 +136,37 @@ impl Hub {
     /// whose tile, id and readers it keeps.
     pub fn stream_started(&self, key: StreamKey, replaced: Option<u32>, now: Instant) {
         let mut inner = self.lock();
-        if inner.streams.iter().any(|e| e.key == key) {
+        let known = inner.streams.iter().position(|e| e.key == key);
+        let taken = replaced.and_then(|old| {
+            inner.streams.iter().position(|e| {
+                e.key.stream_id == old && e.key.sender.ip() == key.sender.ip() && e.key != key
+            })
+        });
+        if let (Some(new), Some(old)) = (known, taken) {
+            // A restart seen late: the new stream had a tile of its own for a moment. It moves
+            // into the old one's tile, keeping that tile's id and readers.
+            let newcomer = inner.streams.remove(new);
+            let old = if new < old { old - 1 } else { old };
+            let entry = &mut inner.streams[old];
+            entry.key = key;
+            entry.last_heard = now;
+            entry.last_seq = newcomer.last_seq;
+            entry.restarts += 1;
+            entry.frames += newcomer.frames;
+            entry.bytes += newcomer.bytes;
+            if newcomer.width > 0 {
+                (entry.width, entry.height) = (newcomer.width, newcomer.height);
+            }
+            if let Some(latest) = newcomer.latest.borrow().clone() {
+                entry.latest.send_replace(Some(latest));
+            }
+            drop(inner);
+            self.bump();
             return;
         }
-        let taken = replaced.and_then(|old| {
-            inner
-                .streams
-                .iter()
-                .position(|e| e.key.stream_id == old && e.key.sender.ip() == key.sender.ip())
-        });
+        if known.is_some() {
+            return;
+        }
         if let Some(i) = taken {
             let entry = &mut inner.streams[i];
             entry.key = key;
@@ -390,6 +412,17 @@ mod tests {
         let states = hub.states(t);
         assert_eq!(states[1].restarts, 1);
         assert_eq!(states[1].stream_id, "0000000c");
+        // A restart seen late: the newcomer's own tile folds into the old one.
+        let d = key(0xd, "10.0.0.1:7000");
+        hub.frame(d, 0, Arc::from(&b"dd"[..]), (4, 3), None, t);
+        assert_eq!(hub.states(t).len(), 3);
+        let mut rx = hub.subscribe(Some("0000000a")).unwrap();
+        hub.stream_started(d, Some(0xa), t);
+        let states = hub.states(t);
+        assert_eq!(states.len(), 2);
+        assert_eq!((states[0].id.as_str(), states[0].frames), ("0000000a", 2));
+        assert_eq!(&*rx.borrow_and_update().as_ref().unwrap().bytes, b"dd");
+        assert_eq!(hub.frame(d, 1, Arc::from(&b"d"[..]), (4, 3), None, t).1, 0);
         assert!(hub.expire(t + Duration::from_secs(11), Duration::from_secs(10)));
         assert!(hub.states(t).is_empty());
     }

@@ -40,6 +40,9 @@ pub const DEFAULT_MAX_STREAMS: usize = 16;
 pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replaced streams remembered, so their late datagrams are refused.
 const RETIRED_KEPT: usize = 64;
+/// A stream that appeared at most this long before another of its IP fell silent, or after,
+/// is taken for that one restarted once the silence lasts `switch_after`.
+const ADOPT_SLACK: Duration = Duration::from_millis(300);
 /// Silence after which a stream of a newcomer's IP may be a client that restarted: a live
 /// camera sends at least every frame interval, and its client probes while acks are due.
 const QUIET: Duration = Duration::from_millis(150);
@@ -82,6 +85,10 @@ struct Place {
     remote: SocketAddr,
     receiver: Receiver,
     last_heard: Instant,
+    created: Instant,
+    /// The stream whose place this one took, until its `StreamStarted` says so (keyed, the
+    /// stream starts only with its first sealed datagram, after the handshake).
+    replaced: Option<u32>,
 }
 
 /// A stream being served, as [`MultiReceiver::streams`] shows it.
@@ -211,17 +218,18 @@ impl MultiReceiver {
     }
 
     /// Moves place `i`'s events out; a new stream that took a place says whose.
-    fn collect_events(&mut self, i: usize, replaced: Option<u32>) {
-        while let Some(event) = self.places[i].receiver.poll_event() {
+    fn collect_events(&mut self, i: usize) {
+        let place = &mut self.places[i];
+        while let Some(event) = place.receiver.poll_event() {
             self.events.push_back(match event {
                 ReceiverEvent::StreamStarted {
                     stream_id,
                     remote,
                     replaced: None,
-                } if replaced.is_some() => ReceiverEvent::StreamStarted {
+                } => ReceiverEvent::StreamStarted {
                     stream_id,
                     remote,
-                    replaced,
+                    replaced: place.replaced.take(),
                 },
                 other => other,
             });
@@ -254,13 +262,14 @@ impl MultiReceiver {
             .position(|p| p.id == id && p.remote == remote)
         {
             let place = &mut self.places[i];
-            let _refused = place.receiver.handle_datagram(now, remote, bytes);
-            // Only an accepted datagram keeps a stream alive: a flood of forgeries with its
-            // id must not.
-            if place.receiver.current_stream().is_some() {
+            // Only accepted data keeps a stream alive: a flood of forgeries or replays with
+            // its id must not, nor a HELLO (answered even when replayed).
+            let handshakes = place.receiver.stats().handshakes;
+            let accepted = place.receiver.handle_datagram(now, remote, bytes).is_ok();
+            if accepted && place.receiver.stats().handshakes == handshakes {
                 place.last_heard = now;
             }
-            self.collect_events(i, None);
+            self.collect_events(i);
             return;
         }
         if self.retired_keys.contains(&(id, remote)) {
@@ -303,20 +312,63 @@ impl MultiReceiver {
             remote,
             receiver,
             last_heard: now,
+            created: now,
+            replaced: None,
         };
         match taken {
             Some(i) => {
                 let old = std::mem::replace(&mut self.places[i], place);
-                let replaced = old.id;
-                log::debug!("stream {id:08x} from {remote} takes the place of {replaced:08x}");
+                log::debug!(
+                    "stream {id:08x} from {remote} takes the place of {:08x}",
+                    old.id
+                );
+                self.places[i].replaced = Some(old.id);
                 self.retire(old, remember);
-                self.collect_events(i, Some(replaced));
+                self.collect_events(i);
             }
             None => {
                 self.places.push(place);
-                self.collect_events(self.places.len() - 1, None);
+                self.collect_events(self.places.len() - 1);
             }
         }
+        self.share_credit();
+    }
+
+    /// A client restarted faster than the silence that tells a restart from a second camera:
+    /// its new stream got a place of its own. Once the old stream has been silent for
+    /// `switch_after`, a stream of the same IP that appeared about when it fell silent moves
+    /// into its place (`StreamStarted { replaced }` again, now naming the old stream).
+    fn adopt_restarts(&mut self, now: Instant) {
+        let switch_after = self.config.receiver.switch_after;
+        let Some((old, new)) = self.places.iter().enumerate().find_map(|(i, p)| {
+            if now.saturating_duration_since(p.last_heard) < switch_after {
+                return None;
+            }
+            let j = self.places.iter().position(|n| {
+                n.remote.ip() == p.remote.ip()
+                    && n.created > p.created
+                    && n.created + ADOPT_SLACK >= p.last_heard
+                    && now.saturating_duration_since(n.last_heard) < switch_after
+                    && n.receiver.current_stream().is_some()
+            })?;
+            Some((i, j))
+        }) else {
+            return;
+        };
+        let newcomer = self.places.remove(new);
+        let old = if new < old { old - 1 } else { old };
+        let (id, remote) = (newcomer.id, newcomer.remote);
+        let gone = std::mem::replace(&mut self.places[old], newcomer);
+        log::debug!(
+            "stream {id:08x} from {remote} takes the place of {:08x}",
+            gone.id
+        );
+        self.events.push_back(ReceiverEvent::StreamStarted {
+            stream_id: id,
+            remote,
+            replaced: Some(gone.id),
+        });
+        self.retire(gone, false);
         self.share_credit();
     }
 
@@ -349,9 +401,10 @@ impl FrameReceiver for MultiReceiver {
                 .is_some_and(|t| t <= now)
             {
                 self.places[i].receiver.handle_timeout(now);
-                self.collect_events(i, None);
+                self.collect_events(i);
             }
         }
+        self.adopt_restarts(now);
         let timeout = self.config.stream_timeout;
         let before = self.places.len();
         let (silent, kept): (Vec<Place>, Vec<Place>) = std::mem::take(&mut self.places)
@@ -667,9 +720,34 @@ mod tests {
             rx.streams().map(|s| s.stream_id).collect::<Vec<_>>(),
             [11, 12]
         );
+        // A restart faster than QUIET gets a place of its own at first, and the old one's
+        // place once that has been silent for switch_after.
+        a2.send(&mut rx, t1, 3);
+        let mut a3 = Client::new(21, "10.0.0.1:7000");
+        let t2 = t1 + Duration::from_millis(50);
+        a3.send(&mut rx, t2, 6);
+        assert_eq!(rx.streams().count(), 3);
+        while rx.poll_event().is_some() {}
+        b2.send(&mut rx, t2 + Duration::from_millis(600), 4);
+        a3.send(&mut rx, t2 + Duration::from_millis(600), 6);
+        rx.handle_timeout(t2 + Duration::from_millis(600));
+        assert_eq!(
+            rx.streams().map(|s| s.stream_id).collect::<Vec<_>>(),
+            [21, 12]
+        );
+        assert!(std::iter::from_fn(|| rx.poll_event()).any(|e| matches!(
+            e,
+            ReceiveEvent::StreamStarted {
+                stream_id: 21,
+                replaced: Some(11),
+                ..
+            }
+        )));
         // A second camera on the same machine, while the first is live, gets its own place.
+        let t3 = t2 + Duration::from_millis(650);
+        b2.send(&mut rx, t3, 4);
         let mut c = Client::new(13, "10.0.0.2:7000");
-        c.send(&mut rx, t1, 5);
+        c.send(&mut rx, t3, 5);
         assert_eq!(rx.streams().count(), 3);
     }
 
