@@ -6,6 +6,7 @@ pub mod decode;
 pub mod display;
 pub mod frame;
 pub mod frontend;
+pub mod grid;
 pub mod headless;
 pub mod http;
 pub mod hub;

@@ -177,6 +177,8 @@ struct Shared {
 struct ConnState {
     /// Requests whose response is not finished.
     busy: AtomicUsize,
+    /// A `/stream` body is waiting for its camera's next frame, not for its reader.
+    waiting_for_frame: AtomicBool,
     /// The last sign of life: a request arriving, a response or part handed to the socket.
     last: Mutex<Instant>,
 }
@@ -243,6 +245,7 @@ async fn serve(
 async fn connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let state = Arc::new(ConnState {
         busy: AtomicUsize::new(0),
+        waiting_for_frame: AtomicBool::new(false),
         last: Mutex::new(Instant::now()),
     });
     let service = {
@@ -272,9 +275,10 @@ async fn connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>, stop: Arc<A
             _ = watchdog.tick() => {
                 let quiet = state.quiet_for();
                 let busy = state.busy.load(Ordering::Relaxed) > 0;
-                if stop.load(Ordering::SeqCst)
-                    || (!busy && quiet >= IDLE_TIMEOUT)
-                    || (busy && quiet >= STALL_TIMEOUT)
+                let stalled = busy
+                    && !state.waiting_for_frame.load(Ordering::Relaxed)
+                    && quiet >= STALL_TIMEOUT;
+                if stop.load(Ordering::SeqCst) || (!busy && quiet >= IDLE_TIMEOUT) || stalled
                 {
                     return;
                 }
@@ -462,6 +466,10 @@ impl hyper::body::Body for Parts {
         loop {
             match std::pin::Pin::new(&mut self.frames).poll_next(cx) {
                 Poll::Ready(Some(Some(Latest { bytes, .. }))) => {
+                    self.busy
+                        .0
+                        .waiting_for_frame
+                        .store(false, Ordering::Relaxed);
                     self.counters.parts_sent.fetch_add(1, Ordering::Relaxed);
                     let head = format!(
                         "Content-Type: {}\r\nContent-Length: {}\r\n\r\n",
@@ -477,7 +485,10 @@ impl hyper::body::Body for Parts {
                 Poll::Ready(Some(None)) => continue,
                 // The stream is gone (the viewer stops).
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.busy.0.waiting_for_frame.store(true, Ordering::Relaxed);
+                    return Poll::Pending;
+                }
             }
         }
     }
