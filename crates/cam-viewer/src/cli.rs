@@ -130,7 +130,8 @@ pub struct Args {
     pub http: Option<SocketAddr>,
 
     /// Every HTTP request must carry the token on this file's first line, as
-    /// "Authorization: Bearer TOKEN" or "?token=TOKEN" (at least 16 characters).
+    /// "Authorization: Bearer TOKEN" or "?token=TOKEN" (at least 16 letters, digits and
+    /// - . _ ~; e.g. from `openssl rand -hex 16`).
     #[arg(long, value_name = "FILE", requires = "http")]
     pub http_token_file: Option<PathBuf>,
 

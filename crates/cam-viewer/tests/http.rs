@@ -30,8 +30,14 @@ fn wait_streams(http: std::net::SocketAddr, n: usize, extra: &[&str]) -> serde_j
 #[test]
 fn two_cameras_each_in_state_in_the_summary_and_in_its_own_folder() {
     let out = TempDir::new("http-two");
-    let (mut viewer, port, http) =
-        start_http_viewer(&["--save-frames", out.path().to_str().unwrap()]);
+    let rec_dir = TempDir::new("http-two-rec");
+    let rec = rec_dir.path().join("both.avi");
+    let (mut viewer, port, http) = start_http_viewer(&[
+        "--save-frames",
+        out.path().to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
     let mut a = start_client(
         port,
         &[
@@ -107,6 +113,23 @@ fn two_cameras_each_in_state_in_the_summary_and_in_its_own_folder() {
     let in_first = std::fs::read_dir(out.path()).unwrap().count() as u64 - 1;
     assert_eq!(in_first + in_second, u(&v, "frames_saved"), "{v}");
     assert!(in_first > 0 && in_second > 0);
+    // And each records to a file of its own.
+    let mut recordings: Vec<String> = std::fs::read_dir(rec_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    recordings.sort();
+    assert_eq!(recordings.len(), 2, "{recordings:?}");
+    assert_eq!(
+        recordings[0],
+        "both-stream-".to_owned() + &recordings[0][12..]
+    );
+    assert_eq!(recordings[1], "both.avi");
+    assert_eq!(
+        u(&v, "frames_recorded") + u(&v, "frames_unrecorded"),
+        u(&v, "frames_completed"),
+        "{v}"
+    );
 }
 
 #[test]

@@ -76,9 +76,13 @@ impl HttpConfig {
                 path.display()
             );
         }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        // Characters a URL carries as they are, so `?token=` needs no decoding.
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
             bail!(
-                "--http-token-file {}: the token must be printable ASCII without spaces",
+                "--http-token-file {}: the token may hold only letters, digits and - . _ ~",
                 path.display()
             );
         }
