@@ -497,3 +497,42 @@ impl hyper::body::Body for Parts {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_url_safe_first_lines() {
+        let dir = std::env::temp_dir().join(format!("cam-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t");
+        let read = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            HttpConfig::read_token(&file).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            read("  0123456789abcdef \nignored\n").unwrap(),
+            "0123456789abcdef"
+        );
+        assert!(read("short\n").unwrap_err().contains("at least 16"));
+        assert!(read("0123456789abcdef&x=1\n")
+            .unwrap_err()
+            .contains("only letters"));
+        assert!(read("").unwrap_err().contains("at least 16"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(HttpConfig::read_token(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+    }
+
+    #[test]
+    fn parts_end_with_the_next_boundary() {
+        assert_eq!(OPENING, "--camstreamframe\r\n");
+        assert_eq!(CLOSING, format!("\r\n{OPENING}"));
+        assert_eq!(content_type_of(b"\x89PNG\r\n\x1a\n...."), "image/png");
+        assert_eq!(content_type_of(&[0xff, 0xd8, 0xff]), "image/jpeg");
+    }
+}
