@@ -517,3 +517,30 @@ fn nginx_relays_the_stream_part_by_part() {
     // 30 frames at 30 fps: about a second when nginx passes parts on without buffering.
     assert!(took < Duration::from_secs(8), "{took:?}");
 }
+
+#[test]
+fn a_wide_address_without_a_token_is_warned_about_and_a_busy_port_named() {
+    let port = free_tcp_port();
+    let addr = format!("0.0.0.0:{port}");
+    let t = Instant::now();
+    let (viewer, _) = common::procs::start_viewer(&["--http", &addr]);
+    eprintln!("A {:?}", t.elapsed());
+    assert!(
+        viewer.wait_for_stderr("without --http-token-file", PATIENCE),
+        "{}",
+        viewer.stderr()
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let mut p = Proc::start(
+        &common::procs::viewer_bin(),
+        &["--headless", "--port", "0", "--http", &busy_addr],
+    );
+    assert!(!p.wait(PATIENCE).unwrap().success());
+    assert!(
+        p.stderr()
+            .contains(&format!("cannot listen for --http on {busy_addr}")),
+        "{}",
+        p.stderr()
+    );
+}
