@@ -522,9 +522,7 @@ fn nginx_relays_the_stream_part_by_part() {
 fn a_wide_address_without_a_token_is_warned_about_and_a_busy_port_named() {
     let port = free_tcp_port();
     let addr = format!("0.0.0.0:{port}");
-    let t = Instant::now();
     let (viewer, _) = common::procs::start_viewer(&["--http", &addr]);
-    eprintln!("A {:?}", t.elapsed());
     assert!(
         viewer.wait_for_stderr("without --http-token-file", PATIENCE),
         "{}",
