@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what camstream needs on Debian 12, and only what is missing. Safe to run again.
 # Usage: scripts/setup.sh [--window-tests] [--bench]
+#   --window-tests: also what scripts/test.sh needs (Xvfb, xdotool, ffmpeg, curl, nginx, chromium)
 set -euo pipefail
 
 want_window_tests=0
@@ -18,7 +19,9 @@ done
 packages=(build-essential cmake nasm libclang-dev pkg-config libx11-6 libxcursor1 libxrandr2 libxi6)
 if [ "$want_window_tests" = 1 ]; then
   # Xvfb, xdotool and xwd drive and look at the window; ffprobe (ffmpeg) checks --record files.
-  packages+=(python3 xvfb x11-apps xdotool ffmpeg)
+  # The --http tests' real peers: curl fetches /snapshot, nginx relays /stream, headless
+  # chromium screenshots the page.
+  packages+=(python3 xvfb x11-apps xdotool ffmpeg curl nginx-light chromium)
 fi
 if [ "$want_bench" = 1 ]; then
   # python3 runs scripts/bench.py; perf profiles (bench/ANALYSIS.md).

@@ -48,12 +48,18 @@ fn run() -> Result<(), String> {
         let (width, height) = header_size(&jpeg);
         let frame = ReceivedFrame {
             seq: 0,
-            jpeg,
+            jpeg: jpeg.into(),
             width,
             height,
             capture_ts_us: None,
             sender: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             completed_at: Instant::now(),
+            stream: cam_viewer::hub::StreamKey {
+                stream_id: 0,
+                sender: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            },
+            stream_label: "file".into(),
+            tile: 0,
         };
         tx.send(frame).map_err(|e| e.to_string())?;
         format!("file {source}")

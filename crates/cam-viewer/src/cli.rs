@@ -1,6 +1,6 @@
 //! Command-line flags, checked into a `Config`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,13 +15,14 @@ pub use crate::frontend::Protocol;
 
 const EXAMPLES: &str = "\
 Keys (in the window):
+  1-9       show that stream alone (a click on its tile does too); 0 or Esc: the grid
   i         on-screen display on/off (off at start): frame rate, kbit/s, frames abandoned,
             duplicate datagrams, capture-to-display latency (needs synchronised clocks),
             picture size, sender, the latest --msg-port message
   s         snapshot: the picture on screen, exactly as received, to
             snapshot-YYYYMMDD-HHMMSS.mmm.jpg (UTC time) in --snapshot-dir
   space     pause/resume the picture (reception, acks and --record go on)
-  q, Esc    quit
+  q         quit (Esc too, when the grid is shown)
 
 Examples:
   A monitoring machine (cameras send to this machine's port 9999):
@@ -36,6 +37,9 @@ Examples:
 
   Watch and record (ffplay today.avi plays it back):
     cam-viewer --port 9999 --record today.avi
+
+  Several cameras in a grid, and in a browser at http://127.0.0.1:8080/:
+    cam-viewer --port 9999 --http 127.0.0.1:8080
 
   In place of the Python example's server (images on 9999, messages on 6666):
     cam-viewer --protocol classic --port 9999 --msg-port 6666";
@@ -124,6 +128,26 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "CIPHER")]
     pub aead: Option<AeadArg>,
 
+    /// Streams served at once; datagrams of further streams are refused (and counted).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_streams: usize,
+
+    /// A stream that sends nothing for this long leaves the grid and frees its place.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub stream_timeout: f64,
+
+    /// Also serve the streams over HTTP on ADDR (e.g. 127.0.0.1:8080): a page with every
+    /// stream at /, MJPEG at /stream and /stream/ID, the newest frame at /snapshot and
+    /// /snapshot/ID, JSON figures at /state. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// Every HTTP request must carry the token on this file's first line, as
+    /// "Authorization: Bearer TOKEN" or "?token=TOKEN" (at least 16 letters, digits and
+    /// - . _ ~; e.g. from `openssl rand -hex 16`).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub simulate: SimulateArgs,
 }
@@ -150,6 +174,10 @@ pub struct Config {
     pub psk: Option<Psk>,
     /// Keyed mode: the AEADs accepted (`--aead`).
     pub aead: AeadChoice,
+    pub max_streams: usize,
+    pub stream_timeout: Duration,
+    /// `--http`, with its token.
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 impl Config {
@@ -208,6 +236,29 @@ impl Config {
             }
             check_writable("--record", dir)?;
         }
+        if !(1..=1024).contains(&args.max_streams) {
+            bail!(
+                "--max-streams {} must be between 1 and 1024",
+                args.max_streams
+            );
+        }
+        if !(args.stream_timeout.is_finite() && args.stream_timeout >= 1.0) {
+            bail!(
+                "--stream-timeout {} must be at least 1 second",
+                args.stream_timeout
+            );
+        }
+        let http = match args.http {
+            Some(addr) => Some(crate::http::HttpConfig {
+                addr,
+                token: args
+                    .http_token_file
+                    .as_deref()
+                    .map(crate::http::HttpConfig::read_token)
+                    .transpose()?,
+            }),
+            None => None,
+        };
         Ok(Config {
             port: args.port,
             bind: args.bind,
@@ -225,6 +276,9 @@ impl Config {
             simulate: args.simulate,
             psk,
             aead: args.aead.map(AeadChoice::from).unwrap_or_default(),
+            max_streams: args.max_streams,
+            stream_timeout: Duration::from_secs_f64(args.stream_timeout),
+            http,
         })
     }
 }

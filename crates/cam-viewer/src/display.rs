@@ -11,10 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cam_text::XrgbCanvas;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use minifb::{InputCallback, Key, KeyRepeat, ScaleMode, Window, WindowOptions};
+use minifb::{
+    InputCallback, Key, KeyRepeat, MouseButton, MouseMode, ScaleMode, Window, WindowOptions,
+};
 
 use crate::decode::{DecodeError, DecodeStats, ImageSize, JpegDecoder};
 use crate::frame::ReceivedFrame;
+use crate::grid;
 use crate::live::LiveStats;
 use crate::osd::{self, OsdInfo, RateMeter};
 use crate::scale::scale_letterboxed;
@@ -61,6 +64,8 @@ pub struct DisplayOptions {
     pub latest_message: Arc<Mutex<Option<String>>>,
     /// Where `s` saves snapshots; empty means the current directory.
     pub snapshot_dir: PathBuf,
+    /// Every stream's figures and names, for the grid's labels.
+    pub hub: Arc<crate::hub::Hub>,
 }
 
 impl Default for DisplayOptions {
@@ -71,6 +76,7 @@ impl Default for DisplayOptions {
             live: Arc::default(),
             latest_message: Arc::default(),
             snapshot_dir: PathBuf::new(),
+            hub: Arc::default(),
         }
     }
 }
@@ -134,17 +140,29 @@ fn window_loop(
 
     // Window::new already showed this one.
     let mut title = waiting_title(&opts.listen_desc);
-    let mut screen = Screen::default();
+    let mut tiles = Tiles::default();
     let mut view = View::default();
     let mut last_blit: Option<Instant> = None;
+    let mut canvas: Vec<u32> = Vec::new();
+    let mut mouse_was_down = false;
 
     loop {
         let pressed: Vec<Command> = commands.borrow_mut().drain(..).collect();
         let mut quit = quit_key_pressed(&window);
+        let mut refocused = false;
         for command in pressed {
             match command {
                 Command::Quit => quit = true,
-                Command::Snapshot => screen.save_snapshot(&opts.snapshot_dir),
+                Command::Back if tiles.focus.is_some() => {
+                    tiles.focus = None;
+                    refocused = true;
+                }
+                Command::Back => quit = true,
+                Command::Grid => {
+                    refocused |= tiles.focus.take().is_some();
+                }
+                Command::Focus(n) => refocused |= tiles.focus_on(usize::from(n) - 1),
+                Command::Snapshot => tiles.snapshot_screen().save_snapshot(&opts.snapshot_dir),
                 Command::TogglePause => {
                     view.paused = !view.paused;
                     log::info!("display {}", if view.paused { "paused" } else { "resumed" });
@@ -155,32 +173,79 @@ fn window_loop(
         if quit || !window.is_open() || stop.load(Ordering::SeqCst) {
             return Ok(());
         }
+        // A click on a tile of the grid shows that stream alone.
+        let mouse_down = window.get_mouse_down(MouseButton::Left);
+        if mouse_down && !mouse_was_down && tiles.focus.is_none() {
+            if let Some((x, y)) = window.get_mouse_pos(MouseMode::Discard) {
+                let at = (x.max(0.0) as usize, y.max(0.0) as usize);
+                let rects = grid::layout(tiles.list.len(), window.get_size());
+                if let Some(i) = rects.iter().position(|r| r.contains(at)) {
+                    refocused |= tiles.focus_on(i);
+                }
+            }
+        }
+        mouse_was_down = mouse_down;
 
-        let wait = !screen.has_undrawn() || view.paused;
-        if receive_and_decode(frames, &mut decoder, &mut screen, stats, wait)
+        let wait = !tiles.has_undrawn() || view.paused;
+        if receive_and_decode(frames, &mut decoder, &mut tiles, stats, wait)
             == Channel::Disconnected
         {
             return Ok(());
         }
         view.rates.record(&opts.live.snapshot());
+        let now = Instant::now();
+        let states = opts.hub.states(now);
+        let regrouped = tiles.follow(&states);
 
         let window_size = window.get_size();
         if window_size.0 == 0 || window_size.1 == 0 {
             window.update();
             continue;
         }
-        let promoted = !view.paused && screen.promote();
-        if promoted {
-            view.note_latency(screen.shown.as_ref().and_then(|p| p.capture_ts_us));
+        let visible = tiles.visible();
+        let rects = grid::layout(visible.len().max(1), window_size);
+        let labelled = visible.len() > 1;
+        let mut changed = refocused || regrouped || canvas.len() != window_size.0 * window_size.1;
+        let mut promoted_any = false;
+        for (&i, rect) in visible.iter().zip(&rects) {
+            let tile = &mut tiles.list[i];
+            let screen = &mut tile.screen;
+            let promoted = !view.paused && screen.promote();
+            if promoted {
+                promoted_any = true;
+                tile.view
+                    .note_latency(screen.shown.as_ref().and_then(|p| p.capture_ts_us));
+            }
+            let size = (rect.width, rect.height);
+            let resized = size != screen.canvas_size;
+            if promoted || resized {
+                screen.rescale(size);
+            }
+            let mut overlay = if labelled {
+                let state = states.iter().find(|s| s.id == tile.id);
+                view.tile_overlay(screen, state, now)
+            } else {
+                // One stream: the window as it always was, with the viewer-wide display.
+                view.latency_ms = tile.view.latency_ms;
+                view.overlay(screen, opts, stats, now)
+            };
+            if labelled {
+                overlay.lines.insert(0, tile_label(i, &tile.id, &states));
+            }
+            if promoted || resized || screen.overlay.as_ref() != Some(&overlay) {
+                screen.compose(overlay, &opts.listen_desc);
+                changed = true;
+            }
         }
-        let resized = window_size != screen.canvas_size;
-        if promoted || resized {
-            screen.rescale(window_size);
-        }
-        let overlay = view.overlay(&screen, opts, stats, Instant::now());
-        let changed = promoted || resized || screen.overlay.as_ref() != Some(&overlay);
-        if changed {
-            screen.compose(overlay, &opts.listen_desc);
+        if visible.is_empty() {
+            // The waiting screen, drawn by an empty tile.
+            let screen = &mut tiles.waiting;
+            if screen.canvas_size != window_size || screen.overlay.is_none() {
+                screen.rescale(window_size);
+                let overlay = view.overlay(screen, opts, stats, now);
+                screen.compose(overlay, &opts.listen_desc);
+                changed = true;
+            }
         }
         let repaint_due = last_blit.is_none_or(|at| at.elapsed() >= REPAINT_INTERVAL);
         if !(changed || repaint_due) {
@@ -188,20 +253,152 @@ fn window_loop(
             window.update();
             continue;
         }
+        let frame: &[u32] = match visible.as_slice() {
+            [] => &tiles.waiting.canvas,
+            [only] => &tiles.list[*only].screen.canvas,
+            several => {
+                canvas.clear();
+                canvas.resize(window_size.0 * window_size.1, osd::GRID_BACKGROUND);
+                for (&i, rect) in several.iter().zip(&rects) {
+                    grid::blit(
+                        &mut canvas,
+                        window_size.0,
+                        &tiles.list[i].screen.canvas,
+                        *rect,
+                    );
+                }
+                &canvas
+            }
+        };
         window
-            .update_with_buffer(&screen.canvas, window_size.0, window_size.1)
+            .update_with_buffer(frame, window_size.0, window_size.1)
             .map_err(minifb_error_text)
             .map_err(DisplayError::Update)?;
         last_blit = Some(Instant::now());
-        if promoted {
+        if promoted_any {
             stats.record_drawn();
         }
         // After the blit, so that a title showing the resolution means the picture is there.
-        let wanted = screen.title(&opts.listen_desc);
+        let wanted = match visible.as_slice() {
+            [] => waiting_title(&opts.listen_desc),
+            [only] => tiles.list[*only].screen.title(&opts.listen_desc),
+            several => grid_title(several.len()),
+        };
         if wanted != title {
             title = wanted;
             window.set_title(&title);
         }
+    }
+}
+
+/// The window title while several streams share it.
+pub fn grid_title(streams: usize) -> String {
+    format!("{TITLE_PREFIX} — {streams} streams — grid")
+}
+
+/// A tile's label: its number (the key that shows it alone), its name or id, its sender.
+fn tile_label(index: usize, id: &str, states: &[crate::hub::StreamState]) -> String {
+    match states.iter().find(|s| s.id == id) {
+        Some(s) => format!(
+            "{} {} {}",
+            index + 1,
+            s.name.as_deref().unwrap_or(&s.id),
+            s.sender
+        ),
+        None => format!("{} {id}", index + 1),
+    }
+}
+
+/// One stream's place in the window.
+#[derive(Debug, Default)]
+struct Tile {
+    /// The hub's id of the stream.
+    id: String,
+    screen: Screen,
+    view: View,
+}
+
+/// Every stream's tile, in the hub's order, and which one is shown alone.
+#[derive(Debug, Default)]
+struct Tiles {
+    list: Vec<Tile>,
+    /// The id of the stream shown alone, if any.
+    focus: Option<String>,
+    /// Draws the waiting screen while there is no stream.
+    waiting: Screen,
+}
+
+impl Tiles {
+    fn accept(&mut self, frame: ReceivedFrame, decoder: &mut JpegDecoder, stats: &DecodeStats) {
+        let i = match self.list.iter().position(|t| t.id == frame.stream_label) {
+            Some(i) => i,
+            None => {
+                self.list.push(Tile {
+                    id: frame.stream_label.clone(),
+                    ..Tile::default()
+                });
+                self.list.len() - 1
+            }
+        };
+        self.list[i].screen.accept(frame, decoder, stats);
+    }
+
+    fn has_undrawn(&self) -> bool {
+        self.list.iter().any(|t| t.screen.has_undrawn())
+    }
+
+    /// Orders the tiles as the hub does and drops those of streams it dropped (a stream the
+    /// hub does not know, as from a file, stays). True if anything moved.
+    fn follow(&mut self, states: &[crate::hub::StreamState]) -> bool {
+        let before: Vec<String> = self.list.iter().map(|t| t.id.clone()).collect();
+        if !states.is_empty() {
+            self.list.retain(|t| states.iter().any(|s| s.id == t.id));
+            self.list.sort_by_key(|t| {
+                states
+                    .iter()
+                    .position(|s| s.id == t.id)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        if self
+            .focus
+            .as_ref()
+            .is_some_and(|f| !self.list.iter().any(|t| &t.id == f))
+        {
+            self.focus = None;
+        }
+        before.len() != self.list.len() || before.iter().zip(&self.list).any(|(a, t)| *a != t.id)
+    }
+
+    /// Shows tile `i` alone; false if there is none.
+    fn focus_on(&mut self, i: usize) -> bool {
+        match self.list.get(i) {
+            Some(t) if self.focus.as_ref() != Some(&t.id) => {
+                self.focus = Some(t.id.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The tiles on screen: the focused one, or all.
+    fn visible(&self) -> Vec<usize> {
+        match &self.focus {
+            Some(f) => self
+                .list
+                .iter()
+                .position(|t| &t.id == f)
+                .into_iter()
+                .collect(),
+            None => (0..self.list.len()).collect(),
+        }
+    }
+
+    /// What `s` saves: the stream shown alone, or the first.
+    fn snapshot_screen(&self) -> &Screen {
+        let i = self.visible().first().copied();
+        i.and_then(|i| self.list.get(i))
+            .map_or(&self.waiting, |t| &t.screen)
     }
 }
 
@@ -236,23 +433,46 @@ fn minifb_error_text(error: minifb::Error) -> String {
     }
 }
 
+/// Q by polling too (the latch is the main path); Esc only through the latch, where it means
+/// "back to the grid" first.
 fn quit_key_pressed(window: &Window) -> bool {
-    window.is_key_pressed(Key::Escape, KeyRepeat::No)
-        || window.is_key_pressed(Key::Q, KeyRepeat::No)
+    window.is_key_pressed(Key::Q, KeyRepeat::No)
 }
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
     Quit,
+    /// Esc: back to the grid from one stream shown alone; from the grid, quit.
+    Back,
+    /// 0: the grid.
+    Grid,
+    /// 1-9: that stream alone.
+    Focus(u8),
     Snapshot,
     TogglePause,
     ToggleOsd,
 }
 
 fn command_for(key: Key) -> Option<Command> {
+    let digits = [
+        Key::Key1,
+        Key::Key2,
+        Key::Key3,
+        Key::Key4,
+        Key::Key5,
+        Key::Key6,
+        Key::Key7,
+        Key::Key8,
+        Key::Key9,
+    ];
+    if let Some(n) = digits.iter().position(|&k| k == key) {
+        return Some(Command::Focus(n as u8 + 1));
+    }
     match key {
-        Key::Escape | Key::Q => Some(Command::Quit),
+        Key::Escape => Some(Command::Back),
+        Key::Key0 => Some(Command::Grid),
+        Key::Q => Some(Command::Quit),
         Key::S => Some(Command::Snapshot),
         Key::Space => Some(Command::TogglePause),
         Key::I => Some(Command::ToggleOsd),
@@ -283,7 +503,8 @@ impl InputCallback for KeyLatch {
             return;
         };
         // Quit always counts: a release lost while the window had no focus must not eat it.
-        if self.held.contains(&key) && command != Command::Quit {
+        let quits = matches!(command, Command::Quit | Command::Back);
+        if self.held.contains(&key) && !quits {
             return;
         }
         self.held.push(key);
@@ -302,7 +523,7 @@ enum Channel {
 fn receive_and_decode(
     frames: &Receiver<ReceivedFrame>,
     decoder: &mut JpegDecoder,
-    screen: &mut Screen,
+    tiles: &mut Tiles,
     stats: &DecodeStats,
     mut wait: bool,
 ) -> Channel {
@@ -322,7 +543,7 @@ fn receive_and_decode(
                 Err(TryRecvError::Disconnected) => return Channel::Disconnected,
             }
         };
-        screen.accept(frame, decoder, stats);
+        tiles.accept(frame, decoder, stats);
         if started.elapsed() >= DECODE_BUDGET {
             return Channel::Open;
         }
@@ -339,6 +560,44 @@ struct View {
 }
 
 impl View {
+    /// What is drawn over one tile of the grid: its STALLED and PAUSED marks, and with the
+    /// on-screen display on, its own stream's figures (the label goes first, added by the
+    /// caller).
+    fn tile_overlay(
+        &self,
+        screen: &Screen,
+        state: Option<&crate::hub::StreamState>,
+        now: Instant,
+    ) -> Overlay {
+        let mut marks = Vec::new();
+        match (&screen.shown, screen.last_frame_at()) {
+            (Some(_), Some(last)) => {
+                let since = now.saturating_duration_since(last);
+                if since > STALL_AFTER {
+                    marks.push((osd::stalled_text(since), osd::STALLED_COLOUR));
+                }
+            }
+            _ => marks.push(("WAITING".to_owned(), osd::PAUSED_COLOUR)),
+        }
+        if self.paused {
+            marks.push(("PAUSED".to_owned(), osd::PAUSED_COLOUR));
+        }
+        let lines = match (self.osd, state) {
+            (true, Some(s)) => vec![
+                format!("{:.1} fps  {:.0} kbit/s", s.fps, s.kbps),
+                format!(
+                    "latency {}  missed {}",
+                    s.latency_p50_ms
+                        .map_or("-".to_owned(), |l| format!("{l:.1} ms")),
+                    s.frames_missed
+                ),
+                format!("{}x{}  {} frames", s.width, s.height, s.frames),
+            ],
+            _ => Vec::new(),
+        };
+        Overlay { lines, marks }
+    }
+
     /// Folds the capture-to-display time of the frame just drawn into the smoothed latency.
     fn note_latency(&mut self, capture_ts_us: Option<u64>) {
         let Some(captured) = capture_ts_us else {
@@ -410,7 +669,7 @@ struct Picture {
     sender: SocketAddr,
     seq: u32,
     /// Exactly as received, for snapshots.
-    jpeg: Vec<u8>,
+    jpeg: Arc<[u8]>,
     capture_ts_us: Option<u64>,
     completed_at: Instant,
 }
@@ -575,6 +834,83 @@ mod tests {
         );
     }
 
+    fn frame(label: &str, jpeg: Vec<u8>) -> ReceivedFrame {
+        let sender: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        ReceivedFrame {
+            seq: 0,
+            jpeg: jpeg.into(),
+            width: 0,
+            height: 0,
+            capture_ts_us: None,
+            sender,
+            completed_at: Instant::now(),
+            stream: crate::hub::StreamKey {
+                stream_id: 1,
+                sender,
+            },
+            stream_label: label.into(),
+            tile: 0,
+        }
+    }
+
+    fn state(id: &str) -> crate::hub::StreamState {
+        crate::hub::StreamState {
+            id: id.into(),
+            stream_id: id.into(),
+            name: None,
+            sender: "127.0.0.1:1".into(),
+            tile: 0,
+            width: 0,
+            height: 0,
+            frames: 0,
+            frames_missed: 0,
+            bytes: 0,
+            fps: 0.0,
+            kbps: 0.0,
+            fps_mean: 0.0,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
+            idle_s: None,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn tiles_follow_the_streams_and_one_can_be_shown_alone() {
+        let mut decoder = JpegDecoder::new().unwrap();
+        let stats = DecodeStats::default();
+        let mut tiles = Tiles::default();
+        let jpeg = {
+            let rgb = [90u8; 8 * 8 * 3];
+            turbojpeg::Compressor::new()
+                .unwrap()
+                .compress_to_vec(turbojpeg::Image {
+                    pixels: &rgb[..],
+                    width: 8,
+                    pitch: 24,
+                    height: 8,
+                    format: turbojpeg::PixelFormat::RGB,
+                })
+                .unwrap()
+        };
+        tiles.accept(frame("b", jpeg.clone()), &mut decoder, &stats);
+        tiles.accept(frame("a", jpeg.clone()), &mut decoder, &stats);
+        assert!(
+            tiles.follow(&[state("a"), state("b")]),
+            "reordered as the hub says"
+        );
+        assert_eq!(tiles.visible(), [0, 1]);
+        assert!(tiles.focus_on(1));
+        assert_eq!(tiles.visible(), [1]);
+        assert!(!tiles.focus_on(7), "no such tile");
+        // The focused stream goes away: back to the grid.
+        assert!(tiles.follow(&[state("a")]));
+        assert_eq!((tiles.focus.as_deref(), tiles.visible()), (None, vec![0]));
+        assert_eq!(tile_label(0, "a", &[state("a")]), "1 a 127.0.0.1:1");
+        let overlay = View::default().tile_overlay(&tiles.list[0].screen, None, Instant::now());
+        assert_eq!(overlay.marks[0].0, "WAITING", "decoded, not drawn yet");
+    }
+
     #[test]
     fn no_display_message_is_one_line_and_suggests_headless() {
         let message = DisplayError::NoDisplay.to_string();
@@ -619,11 +955,20 @@ mod tests {
             *commands.borrow(),
             [
                 Command::TogglePause,
-                Command::Quit,
-                Command::Quit,
-                Command::Quit,
+                Command::Back,
+                Command::Back,
+                Command::Back,
                 Command::TogglePause
             ]
+        );
+        commands.borrow_mut().clear();
+        for key in [Key::Key1, Key::Key9, Key::Key0] {
+            latch.set_key_state(key, true);
+            latch.set_key_state(key, false);
+        }
+        assert_eq!(
+            *commands.borrow(),
+            [Command::Focus(1), Command::Focus(9), Command::Grid]
         );
     }
 
@@ -636,7 +981,7 @@ mod tests {
             },
             sender: "127.0.0.1:1".parse().unwrap(),
             seq,
-            jpeg: vec![seq as u8],
+            jpeg: Arc::from(vec![seq as u8]),
             capture_ts_us: None,
             completed_at,
         }

@@ -1,7 +1,10 @@
 //! What the receive worker hands to the decode/display side.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::hub::StreamKey;
 
 /// A complete, CRC-verified frame: the JPEG bytes exactly as the sender sent them.
 #[derive(Debug, Clone)]
@@ -9,7 +12,7 @@ pub struct ReceivedFrame {
     /// Sender's frame sequence number.
     pub seq: u32,
     /// The JPEG bytes, byte for byte as sent.
-    pub jpeg: Vec<u8>,
+    pub jpeg: Arc<[u8]>,
     /// Width and height from the frame header (0 when the header was never received).
     pub width: u16,
     pub height: u16,
@@ -19,4 +22,10 @@ pub struct ReceivedFrame {
     pub sender: SocketAddr,
     /// When the last byte of the frame arrived.
     pub completed_at: Instant,
+    /// Which stream it belongs to, as the protocol names it.
+    pub stream: StreamKey,
+    /// The stream's id in URLs, `/state` and labels (see `hub`).
+    pub stream_label: String,
+    /// The stream's place in the grid, from 0.
+    pub tile: usize,
 }

@@ -11,9 +11,10 @@ use cam_proto::receiver::ReceiverConfig;
 use cam_viewer::cli::{Args, Config};
 use cam_viewer::decode::DecodeStats;
 use cam_viewer::display::{self, DisplayOptions};
+use cam_viewer::hub::Hub;
 use cam_viewer::live::LiveStats;
 use cam_viewer::summary::Summary;
-use cam_viewer::{headless, jsonout, msgport, net, record, worker};
+use cam_viewer::{headless, http, jsonout, msgport, net, record, worker};
 use clap::Parser;
 
 /// Complete frames queued for decoding. Small: the sender's credit follows its free room.
@@ -62,6 +63,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let live = Arc::new(LiveStats::default());
+    let hub = Arc::new(Hub::default());
+    let more_recorders = Arc::default();
+    let http = match config.http.clone() {
+        Some(c) => Some(http::start(c, Arc::clone(&hub))?),
+        None => None,
+    };
     let started = Instant::now();
     let (tx, rx) = crossbeam_channel::bounded(DECODE_QUEUE);
     let worker = worker::spawn(
@@ -82,6 +89,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             protocol: config.protocol,
             live: Some(live.clone()),
             record: record_sink,
+            record_path: config.record.clone(),
+            record_options: record::RecordOptions {
+                force: config.force,
+                segment: config.record_segment,
+            },
+            more_recorders: Arc::clone(&more_recorders),
+            max_streams: config.max_streams,
+            stream_timeout: config.stream_timeout,
+            hub: Arc::clone(&hub),
         },
     )?;
     // The latest --msg-port message, for the on-screen display.
@@ -103,6 +119,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             live,
             latest_message: latest_message.clone(),
             snapshot_dir: config.snapshot_dir.clone(),
+            hub: Arc::clone(&hub),
             ..DisplayOptions::default()
         };
         display::run_window(rx, stop.clone(), opts, &stats).map_err(anyhow::Error::from)
@@ -111,7 +128,33 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let joined = worker.join();
     // The worker held the recording's only sink: now the recorder writes what is still queued,
     // finalises the file and ends, whichever way the worker ended.
-    let recorded = recorder.map(record::Recorder::finish);
+    let mut recorded = recorder.map(record::Recorder::finish);
+    let more: Vec<record::Recorder> = std::mem::take(
+        &mut *more_recorders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for (report, result) in more.into_iter().map(record::Recorder::finish) {
+        if let Some((total, first_result)) = recorded.as_mut() {
+            total.frames_recorded += report.frames_recorded;
+            total.frames_unrecorded += report.frames_unrecorded;
+            if first_result.is_ok() {
+                *first_result = result;
+            }
+        }
+    }
+    if let Some(server) = http {
+        let c = server.stop();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        log::info!(
+            "http: {} connections ({} refused as too many), {} requests ({} unauthorised), {} stream parts sent",
+            n(&c.connections),
+            n(&c.refused_busy),
+            n(&c.requests),
+            n(&c.unauthorized),
+            n(&c.parts_sent)
+        );
+    }
     let report = match joined {
         Ok(report) => report?,
         Err(_) => anyhow::bail!("the receive thread panicked"),
@@ -130,6 +173,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         &stats.snapshot(),
         &stats.latency,
         started.elapsed(),
+        hub.all_states(Instant::now()),
     );
     if let Some((recording, result)) = recorded {
         summary.frames_recorded = Some(recording.frames_recorded);

@@ -20,6 +20,8 @@ pub const OSD_TEXT_COLOUR: u32 = 0x00F0_F0F0;
 pub const STALLED_COLOUR: u32 = 0x00B0_1830;
 pub const PAUSED_COLOUR: u32 = 0x0018_58B0;
 pub const MARK_TEXT_COLOUR: u32 = 0x00FF_FFFF;
+/// Between the tiles of the grid.
+pub const GRID_BACKGROUND: u32 = 0x0040_4040;
 
 /// Rates are averaged over about this long.
 const RATE_WINDOW: Duration = Duration::from_secs(1);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::decode::DecodeCounts;
+use crate::hub::StreamState;
 use crate::latency::LatencyRecorder;
 use crate::worker::WorkerReport;
 
@@ -42,7 +43,8 @@ pub struct Summary {
     pub crc_failures: u64,
     pub bytes_received: u64,
     pub acks_sent: u64,
-    pub streams: u64,
+    /// Streams started over the run (a restarted client counts again).
+    pub streams_started: u64,
     pub elapsed_s: f64,
     /// Complete frames per second between the first datagram and the last frame.
     pub fps: f64,
@@ -58,6 +60,9 @@ pub struct Summary {
     /// With `--record`: why recording stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_error: Option<String>,
+    /// Each stream still served at the end, with its own figures; the fields above are the
+    /// totals over every stream.
+    pub streams: Vec<StreamState>,
 }
 
 impl Summary {
@@ -66,6 +71,7 @@ impl Summary {
         decoded: &DecodeCounts,
         latency: &LatencyRecorder,
         elapsed: Duration,
+        streams: Vec<StreamState>,
     ) -> Summary {
         let s = &report.stats;
         let active = match (report.first_datagram_at, report.last_frame_at) {
@@ -98,7 +104,7 @@ impl Summary {
             crc_failures: s.crc_failures,
             bytes_received: s.bytes_received,
             acks_sent: s.acks_sent,
-            streams: s.streams_started,
+            streams_started: s.streams_started,
             elapsed_s: round3(elapsed.as_secs_f64()),
             fps: round3(fps),
             latency_p50_ms: latency.percentile_ms(0.5).map(round3),
@@ -106,6 +112,7 @@ impl Summary {
             frames_recorded: None,
             frames_unrecorded: None,
             record_error: None,
+            streams,
         }
     }
 }

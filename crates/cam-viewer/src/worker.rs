@@ -20,8 +20,9 @@ use crossbeam_channel::{Sender as ChannelSender, TrySendError};
 
 use crate::frame::ReceivedFrame;
 use crate::frontend::{self, Protocol};
+use crate::hub::{Hub, StreamKey};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
-use crate::record::{RecordSink, RecordedFrame};
+use crate::record::{RecordOptions, RecordSink, RecordedFrame, Recorder};
 use crate::refusals::{RateLimit, RefusalLog};
 
 /// Complete frames held while the decode queue is full. Credit covers this buffer as well
@@ -48,8 +49,29 @@ pub struct WorkerConfig {
     pub impairment: Impairment,
     /// Where the window's on-screen display reads the counters (about ten times a second).
     pub live: Option<Arc<LiveStats>>,
-    /// `--record`: every complete frame goes here too.
+    /// `--record`: every complete frame of the first stream goes here too.
     pub record: Option<RecordSink>,
+    /// `--record FILE`: streams after the first record to `FILE-stream-ID.avi`, whose
+    /// recorders are handed back here to be finished after the worker ends.
+    pub record_path: Option<PathBuf>,
+    /// How further streams' recordings are named and split (`--force`, `--record-segment`).
+    pub record_options: RecordOptions,
+    pub more_recorders: Arc<std::sync::Mutex<Vec<Recorder>>>,
+    /// Streams served at once (`--max-streams`) and the silence after which one is dropped.
+    pub max_streams: usize,
+    pub stream_timeout: Duration,
+    /// Every stream and its newest frame, for the grid, `--http` and the summary.
+    pub hub: Arc<Hub>,
+}
+
+/// Where one stream's frames are saved and recorded: `--save-frames DIR` and `--record FILE`
+/// themselves for the first stream of the run (as with one camera), `DIR/stream-ID/` and
+/// `FILE-stream-ID.avi` for each further one.
+#[derive(Debug, Default)]
+struct StreamFiles {
+    save_dir: Option<PathBuf>,
+    saved: u64,
+    record: Option<RecordSink>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,6 +119,8 @@ struct Worker {
     /// Lines about streams starting, switching and stalling: one per event otherwise, and a
     /// flood of new stream ids (or classic senders) is one event per datagram.
     stream_log: RateLimit,
+    /// Per stream (by hub id): where its frames are saved and recorded.
+    files: std::collections::HashMap<String, StreamFiles>,
 }
 
 impl Worker {
@@ -112,7 +136,12 @@ impl Worker {
         Worker {
             socket,
             frames,
-            receiver: frontend::build(config.protocol, &config.receiver),
+            receiver: frontend::build(
+                config.protocol,
+                &config.receiver,
+                config.max_streams,
+                config.stream_timeout,
+            ),
             link,
             pending: VecDeque::new(),
             config,
@@ -124,6 +153,7 @@ impl Worker {
             wrong_protocol,
             refusals,
             stream_log: RateLimit::per_event(),
+            files: Default::default(),
         }
     }
 
@@ -159,6 +189,7 @@ impl Worker {
             self.log_left_out(left_out);
             if now >= next_publish {
                 self.publish_live(now);
+                self.config.hub.expire(now, self.config.stream_timeout);
                 next_publish = now + PUBLISH_INTERVAL;
             }
             let done = self
@@ -240,30 +271,38 @@ impl Worker {
             match event {
                 ReceiveEvent::Frame(frame) => {
                     self.report.last_frame_at = Some(frame.completed_at);
-                    self.save(&frame.data);
                     let header = frame.header;
-                    if let Some(sink) = &self.config.record {
-                        let (width, height) = header.map_or((0, 0), |h| (h.width, h.height));
-                        let captured = header.map(|h| h.capture_ts_us);
-                        sink.offer(RecordedFrame::new(
-                            frame.data.clone(),
-                            width,
-                            height,
-                            captured,
-                        ));
-                    }
+                    let size = header.map_or((0, 0), |h| (h.width, h.height));
+                    let captured = header.map(|h| h.capture_ts_us);
+                    let key = StreamKey {
+                        stream_id: frame.stream_id,
+                        sender: frame.remote,
+                    };
+                    let jpeg: Arc<[u8]> = Arc::from(frame.data);
+                    let (id, tile) = self.config.hub.frame(
+                        key,
+                        frame.seq,
+                        Arc::clone(&jpeg),
+                        size,
+                        captured,
+                        frame.completed_at,
+                    );
+                    self.save_and_record(&id, &jpeg, size, captured);
                     if self.pending.len() >= PENDING_MAX + PENDING_SLACK {
                         self.pending.pop_front();
                         self.report.frames_overflowed += 1;
                     }
                     self.pending.push_back(ReceivedFrame {
                         seq: frame.seq,
-                        jpeg: frame.data,
-                        width: header.map_or(0, |h| h.width),
-                        height: header.map_or(0, |h| h.height),
-                        capture_ts_us: header.map(|h| h.capture_ts_us),
+                        jpeg,
+                        width: size.0,
+                        height: size.1,
+                        capture_ts_us: captured,
                         sender: canonical(frame.remote),
                         completed_at: frame.completed_at,
+                        stream: key,
+                        stream_label: id,
+                        tile,
                     });
                 }
                 ReceiveEvent::StreamStarted {
@@ -272,6 +311,14 @@ impl Worker {
                     replaced,
                 } => {
                     // Once per run, so never left out.
+                    self.config.hub.stream_started(
+                        StreamKey {
+                            stream_id,
+                            sender: remote,
+                        },
+                        replaced,
+                        Instant::now(),
+                    );
                     if let Some(line) = self
                         .refusals
                         .as_mut()
@@ -301,16 +348,24 @@ impl Worker {
                         ),
                     }
                 }
-                ReceiveEvent::StreamNamed { .. } | ReceiveEvent::Stalled { .. }
-                    if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::StreamNamed {
                     stream_id,
                     remote,
                     name,
-                } => log::info!(
-                    "stream {stream_id:08x} from {} is called '{name}'",
-                    canonical(remote)
-                ),
+                } => {
+                    let key = StreamKey {
+                        stream_id,
+                        sender: remote,
+                    };
+                    self.config.hub.stream_named(key, &name);
+                    if self.stream_log.admit(Instant::now()) {
+                        log::info!(
+                            "stream {stream_id:08x} from {} is called '{name}'",
+                            canonical(remote)
+                        );
+                    }
+                }
+                ReceiveEvent::Stalled { .. } if !self.stream_log.admit(Instant::now()) => {}
                 ReceiveEvent::Stalled { stream_id, remote } => log::info!(
                     "stream {stream_id:08x} from {} stalled: nothing for {:?}",
                     canonical(remote),
@@ -331,32 +386,110 @@ impl Worker {
         }
     }
 
-    /// `--save-frames`: writes the frame's exact bytes. The first failure (a full disk, a
-    /// directory gone) is logged once and ends saving; the stream and its acks go on.
-    fn save(&mut self, data: &[u8]) {
-        let Some(dir) = &self.config.save_frames else {
-            return;
-        };
-        if self.report.save_error.is_some() {
+    /// `--save-frames` and `--record`, each stream to its own folder and file.
+    fn save_and_record(
+        &mut self,
+        id: &str,
+        jpeg: &[u8],
+        (width, height): (u16, u16),
+        captured: Option<u64>,
+    ) {
+        if self.config.save_frames.is_none() && self.config.record.is_none() {
             return;
         }
-        let path = dir.join(format!(
-            "frame-{:06}.{}",
-            self.report.frames_saved + 1,
-            crate::picture::extension(data)
-        ));
-        match std::fs::write(&path, data) {
-            Ok(()) => self.report.frames_saved += 1,
-            Err(e) => {
-                let why = format!("cannot save {}: {e}", path.display());
-                log::error!(
-                    "{why}; saving stopped after {} frames (the stream goes on)",
-                    self.report.frames_saved
-                );
-                // A partly written frame is not a saved frame.
-                let _ = std::fs::remove_file(&path);
-                self.report.save_error = Some(why);
+        if !self.files.contains_key(id) {
+            let first = self.files.is_empty();
+            let files = self.open_files(id, first);
+            self.files.insert(id.to_owned(), files);
+        }
+        let Some(files) = self.files.get_mut(id) else {
+            return;
+        };
+        // The first failure (a full disk, a directory gone) is logged once and ends saving,
+        // for every stream; the stream and its acks go on.
+        if let Some(dir) = files
+            .save_dir
+            .as_ref()
+            .filter(|_| self.report.save_error.is_none())
+        {
+            let path = dir.join(format!(
+                "frame-{:06}.{}",
+                files.saved + 1,
+                crate::picture::extension(jpeg)
+            ));
+            match std::fs::write(&path, jpeg) {
+                Ok(()) => {
+                    files.saved += 1;
+                    self.report.frames_saved += 1;
+                }
+                Err(e) => {
+                    let why = format!("cannot save {}: {e}", path.display());
+                    log::error!(
+                        "{why}; saving stopped after {} frames (the stream goes on)",
+                        self.report.frames_saved
+                    );
+                    // A partly written frame is not a saved frame.
+                    let _ = std::fs::remove_file(&path);
+                    self.report.save_error = Some(why);
+                }
             }
+        }
+        if let Some(sink) = &files.record {
+            sink.offer(RecordedFrame::new(jpeg.to_vec(), width, height, captured));
+        }
+    }
+
+    /// Where a stream's frames go: the first stream to `--save-frames`/`--record` as given,
+    /// each further one to a folder and file of its own. One that cannot be opened is
+    /// logged and goes unsaved; the others go on.
+    fn open_files(&mut self, id: &str, first: bool) -> StreamFiles {
+        let save_dir = match &self.config.save_frames {
+            Some(dir) if first => Some(dir.clone()),
+            Some(dir) => {
+                let dir = dir.join(format!("stream-{id}"));
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => {
+                        log::info!("saving stream {id} to {}", dir.display());
+                        Some(dir)
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "stream {id} is not saved: cannot create {}: {e}",
+                            dir.display()
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let record = match (&self.config.record, &self.config.record_path) {
+            (Some(sink), _) if first => Some(sink.clone()),
+            (Some(_), Some(path)) => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                let path = path.with_file_name(format!("{stem}-stream-{id}.avi"));
+                match crate::record::start(&path, self.config.record_options.clone()) {
+                    Ok((sink, recorder, path)) => {
+                        log::info!("recording stream {id} to {}", path.display());
+                        self.config
+                            .more_recorders
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(recorder);
+                        Some(sink)
+                    }
+                    Err(e) => {
+                        log::warn!("stream {id} is not recorded: {e:#}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        StreamFiles {
+            save_dir,
+            saved: 0,
+            record,
         }
     }
 

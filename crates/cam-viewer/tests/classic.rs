@@ -128,10 +128,19 @@ fn jpeg_files(dir: &Path) -> Vec<PathBuf> {
     names
 }
 
+/// The saved files' names, each sender's folder (`stream-ID/`, for senders after the first)
+/// included.
 fn saved_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .flat_map(|e| {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                saved_names(&e.path())
+            } else {
+                vec![e.file_name().to_string_lossy().into_owned()]
+            }
+        })
         .collect();
     names.sort();
     names

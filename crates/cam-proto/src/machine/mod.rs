@@ -13,6 +13,7 @@ use crate::secure::Aead;
 
 pub mod camstream;
 pub mod classic;
+pub mod multi;
 
 pub use crate::receiver::{CompleteFrame, ReceiverEvent as ReceiveEvent, ReceiverStats};
 pub use crate::sender::{AbandonReason, OutgoingFrame, SenderEvent as SendEvent};

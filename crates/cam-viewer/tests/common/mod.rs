@@ -4,4 +4,5 @@
 
 pub mod procs;
 pub mod relay;
+pub mod web;
 pub mod xwin;

@@ -329,14 +329,24 @@ pub fn write_jpegs(dir: &Path, count: usize, width: usize, height: usize) -> Vec
         .collect()
 }
 
-/// The saved frames in `dir`, in file-name (= arrival) order.
+/// The saved frames in `dir`, in file-name (= arrival) order: the first stream's (in `dir`
+/// itself), then each further stream's (in `dir/stream-ID/`).
 pub fn saved_frames(dir: &Path) -> Vec<Vec<u8>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    names.sort();
-    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    names.sort_by_key(|p| (p.is_dir(), p.clone()));
+    names
+        .iter()
+        .flat_map(|p| {
+            if p.is_dir() {
+                saved_frames(p)
+            } else {
+                vec![std::fs::read(p).unwrap()]
+            }
+        })
+        .collect()
 }
 
 /// Checks `done` every few milliseconds until it holds; false on timeout. For what no log
