@@ -76,6 +76,9 @@ pub enum RtpSendError {
     Jpeg(#[from] JpegError),
 }
 
+/// Frames that each bring a sender report until the receiver answers.
+const EARLY_REPORTS: u64 = 3;
+
 #[derive(Debug)]
 pub struct RtpSender {
     peer: SocketAddr,
@@ -90,6 +93,8 @@ pub struct RtpSender {
     frames: u32,
     queue: VecDeque<Arc<[u8]>>,
     retransmit: VecDeque<Arc<[u8]>>,
+    /// The last packet again, once the stream has paused (see `tail_probe_at`).
+    probe: Option<Arc<[u8]>>,
     history: VecDeque<(u16, Arc<[u8]>)>,
     next_report: Option<Instant>,
     report_due: bool,
@@ -126,6 +131,7 @@ impl RtpSender {
             frames: 0,
             queue: VecDeque::new(),
             retransmit: VecDeque::new(),
+            probe: None,
             history: VecDeque::new(),
             next_report: None,
             report_due: false,
@@ -249,6 +255,13 @@ impl RtpSender {
             // peer speaks RTCP, and gives it the clock mapping at once.
             self.report_due = true;
             self.next_report = Some(now + self.config.report_interval);
+        } else if !self.heard_peer
+            && !self.config.report_interval.is_zero()
+            && self.rtp_stats.sender_reports < EARLY_REPORTS
+        {
+            // Until a receiver answers, the first few frames each bring one: a lost first
+            // report would otherwise leave a camstream receiver without NACKs for a second.
+            self.report_due = true;
         }
         let seq = self.frames;
         self.frames = self.frames.wrapping_add(1);
@@ -393,11 +406,7 @@ impl FrameSender for RtpSender {
     fn handle_timeout(&mut self, now: Instant) {
         if self.tail_probe_at.is_some_and(|t| now >= t) {
             self.tail_probe_at = None;
-            if let Some((_, last)) = self.history.back() {
-                if !self.retransmit.iter().any(|b| Arc::ptr_eq(b, last)) {
-                    self.retransmit.push_back(last.clone());
-                }
-            }
+            self.probe = self.history.back().map(|(_, last)| last.clone());
             self.linger_until = Some(now + self.linger());
         }
         if self.linger_until.is_some_and(|t| now >= t) {
@@ -425,12 +434,17 @@ impl FrameSender for RtpSender {
         if self.report_due && self.write_report(now, buf) {
             self.report_due = false;
         } else {
-            let (bytes, again) = match self.retransmit.pop_front() {
-                Some(b) => (b, true),
-                None => (self.queue.pop_front()?, false),
+            let (bytes, again, probe) = if let Some(b) = self.retransmit.pop_front() {
+                (b, true, false)
+            } else if let Some(b) = self.probe.take() {
+                (b, true, true)
+            } else {
+                (self.queue.pop_front()?, false, false)
             };
             buf.extend_from_slice(&bytes);
-            if again {
+            if probe {
+                self.stats.probes += 1;
+            } else if again {
                 self.stats.retransmits += 1;
             } else {
                 self.packets_sent = self.packets_sent.wrapping_add(1);
@@ -472,6 +486,7 @@ impl FrameSender for RtpSender {
         usize::from(
             !self.queue.is_empty()
                 || !self.retransmit.is_empty()
+                || self.probe.is_some()
                 || self.tail_probe_at.is_some()
                 || self.linger_until.is_some(),
         )
@@ -561,6 +576,32 @@ mod tests {
     }
 
     #[test]
+    fn the_first_frames_bring_reports_until_the_receiver_answers() {
+        let start = Instant::now();
+        let reports = |s: &mut RtpSender, at: Instant| {
+            s.send_frame(at, frame(0)).unwrap();
+            drain(s, at).iter().filter(|p| p.is_none()).count()
+        };
+        let mut s = sender();
+        let counts: Vec<usize> = (0..5)
+            .map(|i| reports(&mut s, start + Duration::from_millis(33 * i)))
+            .collect();
+        assert_eq!(counts, [1, 1, 1, 0, 0]);
+        let mut s = sender();
+        assert_eq!(reports(&mut s, start), 1);
+        let mut rr = Vec::new();
+        RtcpRepr::emit_compound(
+            &[RtcpRepr::ReceiverReport {
+                ssrc: 9,
+                reports: vec![],
+            }],
+            &mut rr,
+        );
+        s.handle_datagram(start, s.peer, &rr);
+        assert_eq!(reports(&mut s, start + Duration::from_millis(33)), 0);
+    }
+
+    #[test]
     fn timestamps_follow_capture_time_and_never_go_back() {
         let mut s = sender();
         let now = Instant::now();
@@ -628,7 +669,7 @@ mod tests {
         s.handle_timeout(probe_at);
         let probe: Vec<_> = drain(&mut s, probe_at).into_iter().flatten().collect();
         assert_eq!(probe, [(last_seq, true)]);
-        assert_eq!(s.stats().retransmits, 1);
+        assert_eq!((s.stats().probes, s.stats().retransmits), (1, 0));
         // In flight until NACKs can have come, then done.
         let mut now = probe_at;
         while s.frames_in_flight() > 0 {
@@ -638,7 +679,7 @@ mod tests {
             assert!(now < probe_at + Duration::from_secs(3));
         }
         assert!(now >= probe_at + Duration::from_millis(250));
-        assert_eq!(s.stats().retransmits, 1);
+        assert_eq!((s.stats().probes, s.stats().retransmits), (1, 0));
     }
 
     #[test]
