@@ -205,8 +205,10 @@ fn gstreamer_to_viewer(what: &str, source: &[&str]) {
     let saved = saved_frames(out.path());
     let delivered = assert_pixels_match(what, &saved, &sources, FRAMES);
     eprintln!(
-        "{what}: {delivered}/{FRAMES} frames, pixel-exact, in {took:?}; viewer dropped {}, \
-         invalid {}, duplicates {}",
+        "{what}: {delivered}/{FRAMES} frames saved pixel-exact in {took:?}; viewer decoded {}, \
+         dropped {} (RTP has no flow control: a burst overflows the decode queue), invalid {}, \
+         duplicates {}",
+        u(&v, "frames_decoded"),
         u(&v, "frames_dropped"),
         u(&v, "datagrams_invalid"),
         u(&v, "datagrams_duplicate")
