@@ -22,6 +22,8 @@ pub struct Summary {
     pub datagrams_invalid: u64,
     pub capture_dropped: u64,
     pub elapsed_s: f64,
+    /// Frames acknowledged per second; frames sent per second where nothing is
+    /// acknowledged (RTP).
     pub fps: f64,
     pub rtt_ms: f64,
     /// Average sending rate over the run.
@@ -63,7 +65,11 @@ impl Summary {
             datagrams_invalid: stats.datagrams_invalid,
             capture_dropped,
             elapsed_s: round3(elapsed.as_secs_f64()),
-            fps: round3(stats.frames_acked as f64 / secs),
+            fps: round3(if sender.expects_answers() {
+                stats.frames_acked as f64 / secs
+            } else {
+                stats.frames_sent as f64 / secs
+            }),
             rtt_ms: round3(sender.rtt().unwrap_or_default().as_secs_f64() * 1000.0),
             rate_kbps: round3(stats.bytes_sent as f64 * 8.0 / secs / 1000.0),
             target_kbps: sender.target_rate_bps().map(|t| round3(t / 1000.0)),

@@ -691,3 +691,97 @@ proptest! {
         let _ = cam_proto::rtp::classify(&j);
     }
 }
+
+/// The packets of `frames` frames as a sender without RTCP makes them, every one with the
+/// same RTP timestamp: what `multifilesrc ! rtpjpegpay` sends, its buffers having no time.
+fn packets_with_one_timestamp(frames: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut sender = RtpSender::new(
+        "127.0.0.1:5004".parse().unwrap(),
+        sender_config(65_530, false),
+    );
+    let now = Instant::now();
+    let mut buf = Vec::new();
+    (0..frames)
+        .map(|k| {
+            let frame = OutgoingFrame {
+                data: frame_bytes(k),
+                width: 320,
+                height: 240,
+                capture_ts_us: T0_US + k as u64 * 33_333,
+            };
+            sender.send_frame(now, frame).unwrap();
+            let mut packets = vec![];
+            while sender.poll_transmit(now, &mut buf).is_some() {
+                buf[4..8].copy_from_slice(&7u32.to_be_bytes());
+                packets.push(buf.clone());
+            }
+            packets
+        })
+        .collect()
+}
+
+/// Feeds `packets` (frame by frame, minus those `lose` names as (frame, packet)) and returns
+/// which frames came out, by their scan, and the receiver's counters.
+fn receive_one_timestamp(
+    packets: &[Vec<Vec<u8>>],
+    lose: &[(usize, usize)],
+) -> (Vec<usize>, cam_proto::machine::ReceiverStats) {
+    let mut receiver = RtpReceiver::new(RtpReceiverConfig::default());
+    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut now = Instant::now();
+    let mut got = vec![];
+    for (k, frame) in packets.iter().enumerate() {
+        for (i, p) in frame.iter().enumerate() {
+            if !lose.contains(&(k, i)) {
+                receiver.handle_datagram(now, from, p);
+            }
+        }
+        now += 33 * MS;
+        receiver.handle_timeout(now);
+        while let Some(e) = receiver.poll_event() {
+            if let ReceiveEvent::Frame(f) = e {
+                let scan = check_jpeg(&f.data).unwrap().scan(&f.data).to_vec();
+                let k = (0..packets.len())
+                    .find(|&k| {
+                        let d = frame_bytes(k);
+                        check_jpeg(&d).unwrap().scan(&d) == scan
+                    })
+                    .expect("a delivered frame is one that was sent, never a mix");
+                got.push(k);
+            }
+        }
+    }
+    now += Duration::from_secs(1);
+    receiver.handle_timeout(now);
+    (got, receiver.stats().clone())
+}
+
+#[test]
+fn frames_that_repeat_one_timestamp_are_told_apart_by_the_marker() {
+    let packets = packets_with_one_timestamp(6);
+    let per_frame = packets[0].len();
+    assert!(per_frame >= 4, "{per_frame}");
+    // No loss: every frame, none taken for a duplicate (the sequence numbers wrap on the way).
+    let (got, stats) = receive_one_timestamp(&packets, &[]);
+    assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+    assert_eq!((stats.datagrams_duplicate, stats.frames_dropped), (0, 0));
+    // A lost first, middle or last (marked) packet costs that frame only, and the next
+    // frame's packets never fill its holes.
+    for lost in [0, per_frame / 2, per_frame - 1] {
+        let (got, stats) = receive_one_timestamp(&packets, &[(2, lost)]);
+        assert_eq!(got, [0, 1, 3, 4, 5], "packet {lost} of frame 2 lost");
+        if lost == 0 {
+            // Without its first packet nothing tells that frame from the one before it.
+            assert_eq!(stats.datagrams_duplicate as usize, per_frame - 1);
+        } else {
+            assert_eq!(stats.frames_dropped, 1, "packet {lost}");
+        }
+    }
+    // A late copy of a released frame's packets is a duplicate, not a new frame.
+    let mut late = packets.clone();
+    let copy = late[1][1].clone();
+    late[2].insert(0, copy);
+    let (got, stats) = receive_one_timestamp(&late, &[]);
+    assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(stats.datagrams_duplicate, 1);
+}

@@ -54,13 +54,14 @@ pub fn build(
     }
 }
 
-/// Says, once per kind, that refused datagrams look like another protocol than `--port`
-/// speaks, and which flag fits: a user pointing GStreamer at a camstream viewer learns
-/// what to change instead of reading "malformed".
+/// Says, once per protocol that would fit (once per kind where none would), that refused
+/// datagrams look like another protocol than `--port` speaks, and which flag fits: a user
+/// pointing GStreamer at a camstream viewer learns what to change instead of reading
+/// "malformed". One sender's RTP and RTCP make one line, not two.
 #[derive(Debug)]
 pub struct WrongProtocol {
     ours: Protocol,
-    told: Vec<Looks>,
+    told: Vec<Result<&'static str, Looks>>,
 }
 
 impl WrongProtocol {
@@ -79,15 +80,43 @@ impl WrongProtocol {
             Protocol::Classic => "classic",
             Protocol::Rtp => "rtp",
         };
-        if looks.protocol() == Some(ours) || self.told.contains(&looks) || self.told.len() > 8 {
+        let key = looks.protocol().ok_or(looks);
+        if key == Ok(ours) || self.told.contains(&key) || self.told.len() > 8 {
             return None;
         }
-        self.told.push(looks);
+        self.told.push(key);
         Some(match looks.protocol() {
             Some(flag) => format!(
                 "these look like {looks}, but this port speaks --protocol {ours}: run with --protocol {flag}"
             ),
             None => format!("these look like {looks}; this port speaks --protocol {ours}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_fitting_protocol_however_many_datagrams() {
+        let rtp_jpeg = [
+            0x80, 26, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 1, 80, 80, 60, 0xab,
+        ];
+        let rtcp_rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+        let mut hints = WrongProtocol::new(Protocol::Camstream);
+        let first = hints.refused(&rtcp_rr).expect("a hint");
+        assert!(first.contains("run with --protocol rtp"), "{first}");
+        for _ in 0..500 {
+            assert_eq!(hints.refused(&rtp_jpeg), None);
+            assert_eq!(hints.refused(&rtcp_rr), None);
+        }
+        // Another protocol still gets its own line.
+        let classic = hints.refused(&800_000u64.to_le_bytes()).expect("a hint");
+        assert!(classic.contains("--protocol classic"), "{classic}");
+        // What the port speaks itself is never hinted at.
+        assert_eq!(hints.refused(b"CS\x01\x02rest"), None);
+        let mut rtp = WrongProtocol::new(Protocol::Rtp);
+        assert_eq!(rtp.refused(&rtp_jpeg), None);
     }
 }

@@ -185,6 +185,7 @@ fn serve(
     let mut buf = vec![0u8; 65_536];
     // One line per refused message otherwise: a byte at a time made 158 MB of stderr in 10 s.
     let mut limit = RateLimit::per_event();
+    let mut video = VideoHint::default();
     while !stop.load(Ordering::Relaxed) {
         let left_out = limit.poll_left_out(Instant::now());
         log_left_out(&limit, left_out);
@@ -221,7 +222,12 @@ fn serve(
             }
             Verdict::Refused(why) => {
                 report.refused += 1;
-                if limit.admit(Instant::now()) {
+                if let Some(line) = video.hint(&buf[..n]) {
+                    if limit.admit(Instant::now()) {
+                        log::warn!("{line}");
+                        video.told = true;
+                    }
+                } else if limit.admit(Instant::now()) {
                     log::info!("refused a message from {}: {why}", canonical(from));
                 }
             }
@@ -233,6 +239,28 @@ fn serve(
     let left_out = limit.take_left_out();
     log_left_out(&limit, left_out);
     report
+}
+
+/// Says once that refused messages look like video, which belongs on `--port`: a sender
+/// pointed at the wrong port learns where to point it instead of reading "not JSON".
+#[derive(Debug, Default)]
+struct VideoHint {
+    told: bool,
+}
+
+impl VideoHint {
+    /// The line to log for a refused datagram, until one has been logged.
+    fn hint(&self, bytes: &[u8]) -> Option<String> {
+        if self.told {
+            return None;
+        }
+        let looks = cam_proto::rtp::classify(bytes)?;
+        let protocol = looks.protocol()?;
+        Some(format!(
+            "datagrams at the message port look like video ({looks}): send them to --port \
+             (with --protocol {protocol}); this port takes JSON messages"
+        ))
+    }
 }
 
 fn log_left_out(limit: &RateLimit, left_out: Option<u64>) {
@@ -255,6 +283,23 @@ fn wall_clock_us() -> u64 {
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 mod tests {
     use super::*;
+
+    #[test]
+    fn video_at_the_message_port_is_named_until_told() {
+        let rtp_jpeg = [
+            0x80, 26, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 1, 80, 80, 60, 0xab,
+        ];
+        let mut hint = VideoHint::default();
+        let line = hint.hint(&rtp_jpeg).unwrap();
+        assert!(
+            line.contains("look like video (RTP/JPEG") && line.contains("--port"),
+            "{line}"
+        );
+        assert!(hint.hint(b"CS\x01\x02rest").is_some());
+        assert_eq!(hint.hint(b"not json"), None);
+        hint.told = true;
+        assert_eq!(hint.hint(&rtp_jpeg), None);
+    }
 
     #[test]
     fn valid_json_is_kept_as_sent_minus_whitespace() {

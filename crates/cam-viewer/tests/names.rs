@@ -12,7 +12,7 @@ use common::procs::{client_bin, start_client, start_viewer, u, PATIENCE};
 #[test]
 fn names_given_by_clients_label_their_streams() {
     let (mut viewer, port) = start_viewer(&["--frames", "120"]);
-    let mut door = start_client(
+    let door = start_client(
         port,
         &[
             "--source",
@@ -25,7 +25,7 @@ fn names_given_by_clients_label_their_streams() {
             "30",
         ],
     );
-    let mut yard = start_client(
+    let yard = start_client(
         port,
         &[
             "--source",

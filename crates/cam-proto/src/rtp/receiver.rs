@@ -89,11 +89,17 @@ struct Assembly {
     restart_interval: u16,
     tables: Option<[[u16; 64]; 2]>,
     fragments: BTreeMap<u32, Vec<u8>>,
+    /// The extended sequence number each fragment came with: the same offset under another
+    /// number is another frame (or a duplicate, under the same).
+    fragment_exts: BTreeMap<u32, u64>,
     bytes: usize,
     /// Where the scan ends: offset plus length of the marked packet.
     end: Option<u32>,
     largest_fragment: usize,
     complete_at: Option<Instant>,
+    /// Extended sequence number of the marked packet: a packet after it with the same
+    /// timestamp belongs to the next frame.
+    marker_ext: Option<u64>,
 }
 
 impl Assembly {
@@ -145,6 +151,8 @@ struct Stream {
     next_report: Option<Instant>,
     frames: Vec<Assembly>,
     released_ts: Option<u32>,
+    /// The marked packet's extended sequence number of the frame released last, if seen.
+    released_marker_ext: Option<u64>,
     frame_counter: u32,
     tables: HashMap<u8, [[u16; 64]; 2]>,
     missing: BTreeMap<u64, Missing>,
@@ -171,6 +179,7 @@ impl Stream {
             next_report: None,
             frames: Vec::new(),
             released_ts: None,
+            released_marker_ext: None,
             frame_counter: 0,
             tables: HashMap::new(),
             missing: BTreeMap::new(),
@@ -230,10 +239,30 @@ impl Stream {
             .sort_by(|a, b| (a.ts.wrapping_sub(b.ts) as i32).cmp(&0));
     }
 
-    /// Whether `ts` belongs to a frame already released or given up.
-    fn is_released(&self, ts: u32) -> bool {
-        self.released_ts
-            .is_some_and(|r| ts.wrapping_sub(r) as i32 <= 0)
+    /// Whether a packet with timestamp `ts` and extended sequence number `ext` belongs to a
+    /// frame already released or given up. A sender whose frames carry no time (GStreamer's
+    /// `multifilesrc ! rtpjpegpay`) gives every frame the same timestamp: a packet after the
+    /// released frame's marked one is a new frame, as the marker bit says, if it starts
+    /// one (offset 0) or one has started. (Not any later packet: a retransmission that comes
+    /// after its frame was given up is no new frame.)
+    fn is_released(&self, ts: u32, ext: u64, offset: u32) -> bool {
+        let Some(r) = self.released_ts else {
+            return false;
+        };
+        let older = (ts.wrapping_sub(r) as i32) < 0;
+        let next_frame = self.released_marker_ext.is_some_and(|m| ext > m)
+            && (offset == 0 || self.frames.iter().any(|f| f.ts == ts));
+        older || (ts == r && !next_frame)
+    }
+
+    /// Forgets a frame, released or given up: later packets of it are duplicates. A frame
+    /// given up before its marked packet came ends, as far as anyone knows, at the newest
+    /// packet it had.
+    fn mark_released(&mut self, f: &Assembly) {
+        self.released_ts = Some(f.ts);
+        self.released_marker_ext = f
+            .marker_ext
+            .or_else(|| f.fragment_exts.values().max().copied());
     }
 }
 
@@ -382,7 +411,7 @@ impl RtpReceiver {
 
         // Sequence numbers: extend, note holes, forget what arrived.
         let ext = stream.extend(rtp.seq);
-        if stream.is_released(rtp.timestamp) {
+        if stream.is_released(rtp.timestamp, ext, h.fragment_offset) {
             stream.missing.remove(&ext);
             self.stats.datagrams_duplicate += 1;
             return;
@@ -393,6 +422,23 @@ impl RtpReceiver {
             width: h.width,
             height: h.height,
         };
+        // An incomplete frame with this timestamp that this packet cannot belong to (it
+        // comes after the frame's marked packet, or brings an offset the frame has under
+        // another sequence number) is the previous frame of a sender that repeats
+        // timestamps: it is given up, never mixed with the next.
+        if let Some(fi) = stream.frames.iter().position(|f| {
+            f.ts == rtp.timestamp
+                && (f.marker_ext.is_some_and(|m| ext > m)
+                    || f.fragment_exts
+                        .get(&h.fragment_offset)
+                        .is_some_and(|&had| had != ext))
+        }) {
+            let old = stream.frames.remove(fi);
+            stream.frame_counter = stream.frame_counter.wrapping_add(1);
+            stream.released_ts = Some(old.ts);
+            stream.released_marker_ext = Some(ext.saturating_sub(1));
+            self.stats.frames_dropped += 1;
+        }
         let fi = match stream.frames.iter().position(|f| f.ts == rtp.timestamp) {
             Some(fi) => {
                 let f = &stream.frames[fi];
@@ -410,10 +456,10 @@ impl RtpReceiver {
                 if stream.frames.len() >= config.max_frames_assembling {
                     stream.sort_frames();
                     let old = stream.frames.remove(0);
-                    stream.released_ts = Some(old.ts);
+                    stream.mark_released(&old);
                     stream.frame_counter = stream.frame_counter.wrapping_add(1);
                     self.stats.frames_dropped += 1;
-                    if stream.is_released(rtp.timestamp) {
+                    if stream.is_released(rtp.timestamp, ext, h.fragment_offset) {
                         return;
                     }
                 }
@@ -424,10 +470,12 @@ impl RtpReceiver {
                     restart_interval: 0,
                     tables: None,
                     fragments: BTreeMap::new(),
+                    fragment_exts: BTreeMap::new(),
                     bytes: 0,
                     end: None,
                     largest_fragment: 0,
                     complete_at: None,
+                    marker_ext: None,
                 });
                 stream.frames.len() - 1
             }
@@ -450,10 +498,12 @@ impl RtpReceiver {
             f.tables = tables;
         }
         f.fragments.insert(h.fragment_offset, payload.data.to_vec());
+        f.fragment_exts.insert(h.fragment_offset, ext);
         f.bytes += payload.data.len();
         f.largest_fragment = f.largest_fragment.max(payload.data.len());
         if rtp.marker {
             f.end = Some(end as u32);
+            f.marker_ext = Some(ext);
         }
         if f.complete_at.is_none() && f.is_complete() {
             f.complete_at = Some(now);
@@ -584,6 +634,7 @@ impl RtpReceiver {
                     crc32: crc32fast::hash(&data),
                 });
                 stream.released_ts = Some(f.ts);
+                stream.released_marker_ext = f.marker_ext;
                 let seq = stream.frame_counter;
                 stream.frame_counter = stream.frame_counter.wrapping_add(1);
                 self.stats.frames_completed += 1;
@@ -604,7 +655,7 @@ impl RtpReceiver {
                 !nacking && newer_complete.is_some_and(|t| now >= t + config.reorder_wait);
             if expired || hopeless {
                 let f = stream.frames.remove(0);
-                stream.released_ts = Some(f.ts);
+                stream.mark_released(&f);
                 stream.frame_counter = stream.frame_counter.wrapping_add(1);
                 self.stats.frames_dropped += 1;
                 log::debug!(

@@ -76,6 +76,9 @@ pub enum RtpSendError {
     Jpeg(#[from] JpegError),
 }
 
+/// Frames that each bring a sender report until the receiver answers.
+const EARLY_REPORTS: u64 = 3;
+
 #[derive(Debug)]
 pub struct RtpSender {
     peer: SocketAddr,
@@ -90,6 +93,8 @@ pub struct RtpSender {
     frames: u32,
     queue: VecDeque<Arc<[u8]>>,
     retransmit: VecDeque<Arc<[u8]>>,
+    /// The last packet again, once the stream has paused (see `tail_probe_at`).
+    probe: Option<Arc<[u8]>>,
     history: VecDeque<(u16, Arc<[u8]>)>,
     next_report: Option<Instant>,
     report_due: bool,
@@ -99,6 +104,13 @@ pub struct RtpSender {
     octets_sent: u32,
     srtt: Option<Duration>,
     heard_peer: bool,
+    /// Between the last two frames handed in: how long a pause means the stream ended.
+    frame_interval: Option<Duration>,
+    /// When to send the last packet again if no frame follows: a lost last packet leaves no
+    /// hole the receiver could see and ask for.
+    tail_probe_at: Option<Instant>,
+    /// Until when NACKs may still come for the last frame: it counts as in flight till then.
+    linger_until: Option<Instant>,
     stats: SendStats,
     rtp_stats: RtpSenderStats,
 }
@@ -119,6 +131,7 @@ impl RtpSender {
             frames: 0,
             queue: VecDeque::new(),
             retransmit: VecDeque::new(),
+            probe: None,
             history: VecDeque::new(),
             next_report: None,
             report_due: false,
@@ -127,6 +140,9 @@ impl RtpSender {
             octets_sent: 0,
             srtt: None,
             heard_peer: false,
+            frame_interval: None,
+            tail_probe_at: None,
+            linger_until: None,
             stats: SendStats::default(),
             rtp_stats: RtpSenderStats {
                 ssrc,
@@ -228,12 +244,24 @@ impl RtpSender {
                 break;
             }
         }
+        if let Some((_, _, previous)) = self.last_frame {
+            self.frame_interval = Some(now.saturating_duration_since(previous));
+        }
+        self.tail_probe_at = None;
+        self.linger_until = None;
         self.last_frame = Some((ts, frame.capture_ts_us, now));
         if self.next_report.is_none() && !self.config.report_interval.is_zero() {
             // The first report goes with the first frame: it tells the receiver this
             // peer speaks RTCP, and gives it the clock mapping at once.
             self.report_due = true;
             self.next_report = Some(now + self.config.report_interval);
+        } else if !self.heard_peer
+            && !self.config.report_interval.is_zero()
+            && self.rtp_stats.sender_reports < EARLY_REPORTS
+        {
+            // Until a receiver answers, the first few frames each bring one: a lost first
+            // report would otherwise leave a camstream receiver without NACKs for a second.
+            self.report_due = true;
         }
         let seq = self.frames;
         self.frames = self.frames.wrapping_add(1);
@@ -279,6 +307,21 @@ impl RtpSender {
         self.sent_reports.push_back((ntp_middle(ntp), now));
         self.rtp_stats.sender_reports += 1;
         true
+    }
+
+    /// A pause this long after the last packet, with no new frame, means the stream has
+    /// ended (or paused): time to probe the tail. Twice the frame interval, so a steady
+    /// stream never probes, and at least a round trip and a little.
+    fn tail_probe_delay(&self) -> Duration {
+        let rtt = self.srtt.unwrap_or(Duration::from_millis(10));
+        (self.frame_interval.unwrap_or_default() * 2).max(rtt * 2 + Duration::from_millis(20))
+    }
+
+    /// How long NACKs for the last frame may still come after the last packet: the
+    /// receiver asks a few times, some tens of milliseconds apart.
+    fn linger(&self) -> Duration {
+        let rtt = self.srtt.unwrap_or(Duration::from_millis(10));
+        (rtt * 4 + Duration::from_millis(250)).min(Duration::from_secs(2))
     }
 
     fn handle_rtcp(&mut self, now: Instant, bytes: &[u8]) -> bool {
@@ -361,6 +404,14 @@ impl FrameSender for RtpSender {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.tail_probe_at.is_some_and(|t| now >= t) {
+            self.tail_probe_at = None;
+            self.probe = self.history.back().map(|(_, last)| last.clone());
+            self.linger_until = Some(now + self.linger());
+        }
+        if self.linger_until.is_some_and(|t| now >= t) {
+            self.linger_until = None;
+        }
         if let Some(at) = self.next_report {
             if now >= at {
                 self.report_due = true;
@@ -370,7 +421,10 @@ impl FrameSender for RtpSender {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next_report
+        [self.next_report, self.tail_probe_at, self.linger_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
@@ -380,18 +434,31 @@ impl FrameSender for RtpSender {
         if self.report_due && self.write_report(now, buf) {
             self.report_due = false;
         } else {
-            let (bytes, again) = match self.retransmit.pop_front() {
-                Some(b) => (b, true),
-                None => (self.queue.pop_front()?, false),
+            let (bytes, again, probe) = if let Some(b) = self.retransmit.pop_front() {
+                (b, true, false)
+            } else if let Some(b) = self.probe.take() {
+                (b, true, true)
+            } else {
+                (self.queue.pop_front()?, false, false)
             };
             buf.extend_from_slice(&bytes);
-            if again {
+            if probe {
+                self.stats.probes += 1;
+            } else if again {
                 self.stats.retransmits += 1;
             } else {
                 self.packets_sent = self.packets_sent.wrapping_add(1);
                 self.octets_sent = self
                     .octets_sent
                     .wrapping_add((bytes.len() - RTP_HEADER_LEN) as u32);
+            }
+            // Only a receiver that answers can ask for what the probe reveals missing.
+            if self.heard_peer && self.queue.is_empty() && self.retransmit.is_empty() {
+                if !again {
+                    self.tail_probe_at = Some(now + self.tail_probe_delay());
+                }
+                let until = now + self.linger();
+                self.linger_until = Some(self.linger_until.map_or(until, |t| t.max(until)));
             }
         }
         self.stats.datagrams_sent += 1;
@@ -412,9 +479,17 @@ impl FrameSender for RtpSender {
     }
 
     /// Nothing waits for an answer, but a frame whose packets have not all left is still
-    /// in flight: a run must not end before its last frame is out.
+    /// in flight: a run must not end before its last frame is out. Toward a receiver that
+    /// answers, the last frame stays in flight until its tail has been probed and NACKs for
+    /// it can have come and been served.
     fn frames_in_flight(&self) -> usize {
-        usize::from(!self.queue.is_empty() || !self.retransmit.is_empty())
+        usize::from(
+            !self.queue.is_empty()
+                || !self.retransmit.is_empty()
+                || self.probe.is_some()
+                || self.tail_probe_at.is_some()
+                || self.linger_until.is_some(),
+        )
     }
 
     fn has_heard_peer(&self) -> bool {
@@ -501,6 +576,32 @@ mod tests {
     }
 
     #[test]
+    fn the_first_frames_bring_reports_until_the_receiver_answers() {
+        let start = Instant::now();
+        let reports = |s: &mut RtpSender, at: Instant| {
+            s.send_frame(at, frame(0)).unwrap();
+            drain(s, at).iter().filter(|p| p.is_none()).count()
+        };
+        let mut s = sender();
+        let counts: Vec<usize> = (0..5)
+            .map(|i| reports(&mut s, start + Duration::from_millis(33 * i)))
+            .collect();
+        assert_eq!(counts, [1, 1, 1, 0, 0]);
+        let mut s = sender();
+        assert_eq!(reports(&mut s, start), 1);
+        let mut rr = Vec::new();
+        RtcpRepr::emit_compound(
+            &[RtcpRepr::ReceiverReport {
+                ssrc: 9,
+                reports: vec![],
+            }],
+            &mut rr,
+        );
+        s.handle_datagram(start, s.peer, &rr);
+        assert_eq!(reports(&mut s, start + Duration::from_millis(33)), 0);
+    }
+
+    #[test]
     fn timestamps_follow_capture_time_and_never_go_back() {
         let mut s = sender();
         let now = Instant::now();
@@ -509,6 +610,76 @@ mod tests {
         assert_eq!(s.timestamp_for(5_100_000), 1000 + 9000);
         s.last_frame = Some((10_000, 5_100_000, now));
         assert_eq!(s.timestamp_for(4_000_000), 10_001);
+    }
+
+    /// What the sender transmits at `now`, as (seq, marker) for media and None for RTCP.
+    fn drain(s: &mut RtpSender, now: Instant) -> Vec<Option<(u16, bool)>> {
+        let mut buf = Vec::new();
+        let mut out = vec![];
+        while s.poll_transmit(now, &mut buf).is_some() {
+            out.push(if is_rtcp(&buf) {
+                None
+            } else {
+                let p = RtpPacket::new_checked(&buf[..]).unwrap();
+                Some((p.seq(), p.marker()))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_tail_is_probed_and_lingers_for_nacks_only_toward_a_peer_that_answers() {
+        let start = Instant::now();
+        let rr = {
+            let mut b = Vec::new();
+            RtcpRepr::emit_compound(
+                &[RtcpRepr::ReceiverReport {
+                    ssrc: 9,
+                    reports: vec![],
+                }],
+                &mut b,
+            );
+            b
+        };
+        // A silent receiver (GStreamer, ffmpeg): the run ends when the last packet is out.
+        let mut silent = sender();
+        silent.send_frame(start, frame(0)).unwrap();
+        drain(&mut silent, start);
+        assert_eq!(silent.frames_in_flight(), 0);
+
+        let mut s = sender();
+        s.send_frame(start, frame(0)).unwrap();
+        s.handle_datagram(start, s.peer, &rr);
+        assert!(s.has_heard_peer());
+        let sent = drain(&mut s, start);
+        let (last_seq, marker) = sent.last().unwrap().unwrap();
+        assert!(marker);
+        // A steady stream never probes: the next frame comes before the probe is due.
+        let t1 = start + Duration::from_millis(33);
+        s.send_frame(t1, frame(33_000)).unwrap();
+        assert!(drain(&mut s, t1)
+            .iter()
+            .flatten()
+            .all(|&(seq, _)| seq != last_seq));
+        let last_seq = last_seq.wrapping_add(sent.len() as u16 - 1);
+        // Then the stream stops: after two frame intervals the last packet goes again.
+        let probe_at = s.poll_timeout().unwrap();
+        assert_eq!(probe_at, t1 + Duration::from_millis(66));
+        assert!(s.frames_in_flight() > 0);
+        s.handle_timeout(probe_at);
+        let probe: Vec<_> = drain(&mut s, probe_at).into_iter().flatten().collect();
+        assert_eq!(probe, [(last_seq, true)]);
+        assert_eq!((s.stats().probes, s.stats().retransmits), (1, 0));
+        // In flight until NACKs can have come, then done.
+        let mut now = probe_at;
+        while s.frames_in_flight() > 0 {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+            drain(&mut s, now);
+            assert!(now < probe_at + Duration::from_secs(3));
+        }
+        assert!(now >= probe_at + Duration::from_millis(250));
+        assert_eq!((s.stats().probes, s.stats().retransmits), (1, 0));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 use super::rtcp::RtcpRepr;
 use super::wire::{is_rtcp, JpegPayloadRepr, RtpPacket, RtpRepr, PT_JPEG};
 
+/// The largest image a classic length header plausibly announces. Any 4 or 8 bytes are a
+/// length of some size, so without a bound every short text ("not json") looks classic.
+const MAX_CLASSIC_IMAGE: usize = 64 << 20;
+
 /// The protocol a datagram most likely belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Looks {
@@ -68,7 +72,7 @@ pub fn classify(bytes: &[u8]) -> Option<Looks> {
     if is_rtcp(bytes) && RtcpRepr::parse_compound(bytes).is_ok() {
         return Some(Looks::Rtcp);
     }
-    if crate::classic::parse_length_header(bytes, usize::MAX).is_some() {
+    if crate::classic::parse_length_header(bytes, MAX_CLASSIC_IMAGE).is_some() {
         return Some(Looks::Classic);
     }
     if looks_like_json(bytes) {
@@ -149,6 +153,9 @@ mod tests {
         assert_eq!(classify(b" {\"osd\": \"hi\"}\n"), Some(Looks::Json));
         assert_eq!(classify(b""), None);
         assert_eq!(classify(b"hello"), None);
+        // Short text is a length only by accident: far beyond any image.
+        assert_eq!(classify(b"not json"), None);
+        assert_eq!(classify(b"abcd"), None);
         assert_eq!(Looks::RtpJpeg { payload_type: 26 }.protocol(), Some("rtp"));
         assert_eq!(Looks::Camstream.protocol(), Some("camstream"));
     }
