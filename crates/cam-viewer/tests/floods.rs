@@ -92,7 +92,7 @@ fn a_new_stream_id_on_every_datagram_logs_a_bounded_number_of_lines() {
         buf
     });
     let (summary, stderr) = stop(viewer, "new stream ids", sent);
-    let streams = u(&summary, "streams");
+    let streams = u(&summary, "streams_started");
     eprintln!("streams started: {streams}");
     if streams > 20 {
         // The flood did switch streams (a later change may refuse most switches outright):
