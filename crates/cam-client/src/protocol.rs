@@ -13,35 +13,13 @@ use cam_proto::machine::FrameSender;
 use cam_proto::rtp::{RtpSender, RtpSenderConfig};
 use cam_proto::secure::AeadChoice;
 use cam_proto::sender::SenderConfig;
-use clap::ValueEnum;
 
 use crate::cli::Config;
 
 /// How long a classic client waits for a reply when `--ack-timeout` is not given.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// What the client speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    /// camstream's own: checked, acknowledged, retransmitted.
-    #[default]
-    Camstream,
-    /// The original Python example's: length header and 1024-byte chunks, one image at a time.
-    Classic,
-    /// RTP/JPEG (RFC 2435), for GStreamer, ffmpeg, VLC and media servers. RTCP sender
-    /// reports (RFC 3550) go to the same port about once a second (RFC 5761 multiplexing);
-    /// another camstream viewer answers with receiver reports and NACKs, and lost packets
-    /// are sent again. Other peers need not answer, and may ignore the reports.
-    Rtp,
-}
-
-impl Protocol {
-    /// Whether link adaptation may change quality, size and rate: only a protocol that
-    /// measures the path says what to adapt to.
-    pub fn adapts(self) -> bool {
-        self == Protocol::Camstream
-    }
-}
+pub use cam_net::protocol::Protocol;
 
 /// Largest RTP datagram unless `--chunk-size` says otherwise: under any path's MTU.
 pub const RTP_DEFAULT_DATAGRAM: usize = 1400;

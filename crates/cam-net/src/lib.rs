@@ -4,6 +4,7 @@
 //! share this instead of copies.
 
 pub mod keys;
+pub mod protocol;
 pub mod output;
 pub mod simulate;
 pub mod socket;

@@ -8,21 +8,8 @@ use cam_proto::machine::multi::{MultiConfig, MultiReceiver};
 use cam_proto::machine::FrameReceiver;
 use cam_proto::receiver::ReceiverConfig;
 use cam_proto::rtp::{classify, Looks, RtpReceiver, RtpReceiverConfig};
-use clap::ValueEnum;
 
-/// Which protocol `--port` speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    /// camstream's own: checked, acknowledged, retransmitted.
-    #[default]
-    Camstream,
-    /// The original Python example's: a length header and 1024-byte chunks, or one datagram
-    /// per image; JPEG or PNG; answered with "get message!!!".
-    Classic,
-    /// RTP/JPEG (RFC 2435) from GStreamer, ffmpeg, IP cameras or `cam-client --protocol
-    /// rtp`; a sender that speaks RTCP gets receiver reports and NACKs on the same port.
-    Rtp,
-}
+pub use cam_net::protocol::Protocol;
 
 /// The state machine for `protocol`: every protocol has the same face
 /// (`cam_proto::machine::FrameReceiver`), so the worker, the decoder, the display,
@@ -75,11 +62,7 @@ impl WrongProtocol {
     /// A refused datagram: the warning to log, the first time its kind is seen.
     pub fn refused(&mut self, bytes: &[u8]) -> Option<String> {
         let looks = classify(bytes)?;
-        let ours = match self.ours {
-            Protocol::Camstream => "camstream",
-            Protocol::Classic => "classic",
-            Protocol::Rtp => "rtp",
-        };
+        let ours = self.ours.name();
         let key = looks.protocol().ok_or(looks);
         if key == Ok(ours) || self.told.contains(&key) || self.told.len() > 8 {
             return None;
