@@ -161,7 +161,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         }
         if adapts {
             if let Some(s) = adapter.update(now, sender.target_rate_bps()) {
-                let (w, h) = s.scale.apply(full_w, full_h);
+                let (w, h) = config.protocol.fit_size(s.scale.apply(full_w, full_h));
                 log::info!(
                     "adapting to the link ({}): quality {}, {w}x{h}, {} fps",
                     crate::status::rate_text(sender.target_rate_bps()),

@@ -4,8 +4,8 @@
 //! share this instead of copies.
 
 pub mod keys;
-pub mod protocol;
 pub mod output;
+pub mod protocol;
 pub mod simulate;
 pub mod socket;
 pub mod wait;

@@ -27,8 +27,18 @@ impl Protocol {
     }
 
     /// Whether link adaptation may change quality, size and rate: only a protocol that
-    /// measures the path says what to adapt to.
+    /// measures the path says what to adapt to (RTP from its receiver reports, when a
+    /// receiver sends them).
     pub fn adapts(self) -> bool {
-        self == Protocol::Camstream
+        matches!(self, Protocol::Camstream | Protocol::Rtp)
+    }
+
+    /// A picture size this protocol can carry, at or below `(w, h)`: RTP/JPEG says sizes in
+    /// units of 8 pixels.
+    pub fn fit_size(self, (w, h): (u32, u32)) -> (u32, u32) {
+        match self {
+            Protocol::Rtp => ((w & !7).max(8), (h & !7).max(8)),
+            _ => (w, h),
+        }
     }
 }

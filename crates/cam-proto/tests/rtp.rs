@@ -785,3 +785,57 @@ fn frames_that_repeat_one_timestamp_are_told_apart_by_the_marker() {
     assert_eq!(got, [0, 1, 2, 3, 4, 5]);
     assert_eq!(stats.datagrams_duplicate, 1);
 }
+
+/// Receiver reports feed link adaptation: through a bottleneck that drops a large share of
+/// what is offered, the sender's rate estimate appears and falls below what it sends.
+#[test]
+fn receiver_reports_of_heavy_loss_set_a_rate_below_what_is_sent() {
+    let bottleneck = Impairment {
+        delay: 10 * MS,
+        rate_bps: Some(300_000),
+        queue: 30 * MS,
+        seed: 5,
+        ..Impairment::default()
+    };
+    let back = Impairment {
+        delay: 10 * MS,
+        seed: 6,
+        ..Impairment::default()
+    };
+    let mut pair = RtpPair::new(
+        sender_config(7, true),
+        RtpReceiverConfig::default(),
+        bottleneck,
+        back,
+    );
+    assert_eq!(pair.sender.target_rate_bps(), None);
+    pair.run(150, Duration::from_secs(1));
+    let s = pair.sender.stats();
+    let offered_bps = s.bytes_sent as f64 * 8.0 / 6.0;
+    let target = pair.sender.target_rate_bps();
+    println!(
+        "offered {offered_bps:.0} bit/s into 300 kbit/s; loss {:.2}; target {target:?}",
+        pair.sender.rtp_stats().fraction_lost
+    );
+    let target = target.expect("heavy loss sets a limit");
+    assert!(target < offered_bps, "{target} vs {offered_bps}");
+}
+
+/// Without loss the estimate never appears: "no limit seen".
+#[test]
+fn receiver_reports_without_loss_set_no_rate() {
+    let delayed = |seed| Impairment {
+        delay: 10 * MS,
+        seed,
+        ..Impairment::default()
+    };
+    let mut pair = RtpPair::new(
+        sender_config(9, true),
+        RtpReceiverConfig::default(),
+        delayed(1),
+        delayed(2),
+    );
+    pair.run(100, Duration::from_secs(2));
+    assert!(pair.sender.rtp_stats().receiver_reports >= 3);
+    assert_eq!(pair.sender.target_rate_bps(), None);
+}

@@ -103,6 +103,10 @@ pub struct RtpSender {
     packets_sent: u32,
     octets_sent: u32,
     srtt: Option<Duration>,
+    /// Bytes sent when the previous receiver report came, and when: the rate it covers.
+    last_report: Option<(Instant, u64)>,
+    /// What the path was found to carry, from the reports' loss (`None`: no limit seen).
+    target_bps: Option<f64>,
     heard_peer: bool,
     /// Between the last two frames handed in: how long a pause means the stream ended.
     frame_interval: Option<Duration>,
@@ -139,6 +143,8 @@ impl RtpSender {
             packets_sent: 0,
             octets_sent: 0,
             srtt: None,
+            last_report: None,
+            target_bps: None,
             heard_peer: false,
             frame_interval: None,
             tail_probe_at: None,
@@ -348,9 +354,11 @@ impl RtpSender {
                 }
                 _ => continue,
             };
-            for r in reports.iter().filter(|r| r.ssrc == self.ssrc) {
+            let ssrc = self.ssrc;
+            for r in reports.iter().filter(|r| r.ssrc == ssrc) {
                 self.rtp_stats.receiver_reports += 1;
                 self.rtp_stats.fraction_lost = f64::from(r.fraction_lost) / 256.0;
+                self.update_target(now, self.rtp_stats.fraction_lost);
                 self.rtp_stats.cumulative_lost = i64::from(r.cumulative_lost);
                 self.rtp_stats.jitter = Duration::from_micros(
                     u64::from(r.jitter) * 1_000_000 / u64::from(JPEG_CLOCK_HZ),
@@ -368,6 +376,41 @@ impl RtpSender {
             }
         }
         true
+    }
+}
+
+/// Loss above this in a report interval is congestion: the rate is cut (GCC's loss-based
+/// controller, draft-ietf-rmcat-gcc §6, as far as RTCP receiver reports tell).
+const LOSS_CONGESTED: f64 = 0.10;
+/// Loss below this lets the rate grow again.
+const LOSS_CLEAR: f64 = 0.02;
+/// Growth per clear report.
+const RATE_GROWTH: f64 = 1.05;
+
+impl RtpSender {
+    /// Receiver reports feed the same link adaptation camstream mode has, as far as they
+    /// can: the fraction lost says congestion, the bytes sent since the previous report say
+    /// at what rate. Loss that NACKs repair still counts: the path dropped it.
+    fn update_target(&mut self, now: Instant, loss: f64) {
+        let sent = self.stats.bytes_sent;
+        let Some((at, before)) = self.last_report.replace((now, sent)) else {
+            return;
+        };
+        let secs = now.saturating_duration_since(at).as_secs_f64();
+        if secs < 0.1 {
+            return;
+        }
+        let rate = (sent.saturating_sub(before)) as f64 * 8.0 / secs;
+        self.target_bps = if loss > LOSS_CONGESTED {
+            Some(self.target_bps.unwrap_or(rate).min(rate) * (1.0 - 0.5 * loss))
+        } else if loss < LOSS_CLEAR {
+            // Far above what is being sent, the limit says nothing any more.
+            self.target_bps
+                .map(|t| t * RATE_GROWTH)
+                .filter(|&t| t < rate.max(1.0) * 4.0)
+        } else {
+            self.target_bps
+        };
     }
 }
 
@@ -502,6 +545,10 @@ impl FrameSender for RtpSender {
 
     fn rtt(&self) -> Option<Duration> {
         self.srtt
+    }
+
+    fn target_rate_bps(&self) -> Option<f64> {
+        self.target_bps
     }
 
     fn stream_name(&self) -> String {
