@@ -63,6 +63,8 @@ pub struct RtpSenderStats {
     /// Interarrival jitter from the last report.
     pub jitter: Duration,
     pub nacks_received: u64,
+    /// Packets named in NACKs but not resent: the resend budget was spent.
+    pub nacks_over_budget: u64,
     /// Packets named in NACKs that had left the history already.
     pub nacked_unavailable: u64,
 }
@@ -95,7 +97,14 @@ pub struct RtpSender {
     retransmit: VecDeque<Arc<[u8]>>,
     /// The last packet again, once the stream has paused (see `tail_probe_at`).
     probe: Option<Arc<[u8]>>,
-    history: VecDeque<(u16, Arc<[u8]>)>,
+    /// Sent packets by sequence number, and whether a NACK has named each yet.
+    history: VecDeque<(u16, Arc<[u8]>, bool)>,
+    /// Retransmissions allowed now: a quarter of a token per new packet, one per resend.
+    retransmit_tokens: f64,
+    /// New packets, and packets NACKed for the first time, since the last receiver report:
+    /// the loss the sender can see when the report's own count is blinded by repairs.
+    new_since_report: u64,
+    first_nacks_since_report: u64,
     next_report: Option<Instant>,
     report_due: bool,
     /// (LSR value, sent at) of recent sender reports, for RTT from report blocks.
@@ -137,6 +146,9 @@ impl RtpSender {
             retransmit: VecDeque::new(),
             probe: None,
             history: VecDeque::new(),
+            retransmit_tokens: RETRANSMIT_BURST,
+            new_since_report: 0,
+            first_nacks_since_report: 0,
             next_report: None,
             report_due: false,
             sent_reports: VecDeque::new(),
@@ -242,7 +254,8 @@ impl RtpSender {
             if self.history.len() >= self.config.history_packets {
                 self.history.pop_front();
             }
-            self.history.push_back((self.next_seq, bytes.clone()));
+            self.history
+                .push_back((self.next_seq, bytes.clone(), false));
             self.queue.push_back(bytes);
             self.next_seq = self.next_seq.wrapping_add(1);
             offset += take;
@@ -341,9 +354,18 @@ impl RtpSender {
                 RtcpRepr::Nack(n) if n.media_ssrc == self.ssrc => {
                     self.rtp_stats.nacks_received += 1;
                     for seq in n.seqs() {
-                        match self.history.iter().find(|(s, _)| *s == seq) {
-                            Some((_, bytes)) => {
-                                if !self.retransmit.iter().any(|b| Arc::ptr_eq(b, bytes)) {
+                        match self.history.iter_mut().find(|(s, _, _)| *s == seq) {
+                            Some((_, bytes, nacked)) => {
+                                if !*nacked {
+                                    *nacked = true;
+                                    self.first_nacks_since_report += 1;
+                                }
+                                // A path that loses this much needs a lower rate, not more
+                                // packets: resends stay within a share of what is new.
+                                if self.retransmit_tokens < 1.0 {
+                                    self.rtp_stats.nacks_over_budget += 1;
+                                } else if !self.retransmit.iter().any(|b| Arc::ptr_eq(b, bytes)) {
+                                    self.retransmit_tokens -= 1.0;
                                     self.retransmit.push_back(bytes.clone());
                                 }
                             }
@@ -358,7 +380,7 @@ impl RtpSender {
             for r in reports.iter().filter(|r| r.ssrc == ssrc) {
                 self.rtp_stats.receiver_reports += 1;
                 self.rtp_stats.fraction_lost = f64::from(r.fraction_lost) / 256.0;
-                self.update_target(now, self.rtp_stats.fraction_lost);
+                self.update_target(now);
                 self.rtp_stats.cumulative_lost = i64::from(r.cumulative_lost);
                 self.rtp_stats.jitter = Duration::from_micros(
                     u64::from(r.jitter) * 1_000_000 / u64::from(JPEG_CLOCK_HZ),
@@ -379,9 +401,17 @@ impl RtpSender {
     }
 }
 
+/// Resends allowed per new packet: a path that loses more needs a lower rate, which the
+/// loss it reports brings, not a storm of resends that loses more.
+const RETRANSMIT_SHARE: f64 = 0.25;
+/// Resends allowed at once, before any new packet has earned more.
+const RETRANSMIT_BURST: f64 = 32.0;
+
 /// Loss above this in a report interval is congestion: the rate is cut (GCC's loss-based
 /// controller, draft-ietf-rmcat-gcc §6, as far as RTCP receiver reports tell).
 const LOSS_CONGESTED: f64 = 0.10;
+/// Seconds of sending one rate judgement covers.
+const RATE_INTERVAL: f64 = 0.5;
 /// Loss below this lets the rate grow again.
 const LOSS_CLEAR: f64 = 0.02;
 /// Growth per clear report.
@@ -391,15 +421,26 @@ impl RtpSender {
     /// Receiver reports feed the same link adaptation camstream mode has, as far as they
     /// can: the fraction lost says congestion, the bytes sent since the previous report say
     /// at what rate. Loss that NACKs repair still counts: the path dropped it.
-    fn update_target(&mut self, now: Instant, loss: f64) {
+    fn update_target(&mut self, now: Instant) {
         let sent = self.stats.bytes_sent;
-        let Some((at, before)) = self.last_report.replace((now, sent)) else {
+        let Some((at, before)) = self.last_report else {
+            self.last_report = Some((now, sent));
+            self.new_since_report = 0;
+            self.first_nacks_since_report = 0;
             return;
         };
+        // Reports come with every NACK too: judge over about a second, not per datagram.
         let secs = now.saturating_duration_since(at).as_secs_f64();
-        if secs < 0.1 {
+        if secs < RATE_INTERVAL {
             return;
         }
+        self.last_report = Some((now, sent));
+        // Repairs can blind the report's own count (a resent packet counts as received):
+        // the share of new packets NACKed says what the path dropped.
+        let nacked = self.first_nacks_since_report as f64 / (self.new_since_report.max(1)) as f64;
+        self.new_since_report = 0;
+        self.first_nacks_since_report = 0;
+        let loss = self.rtp_stats.fraction_lost.max(nacked.min(1.0));
         let rate = (sent.saturating_sub(before)) as f64 * 8.0 / secs;
         self.target_bps = if loss > LOSS_CONGESTED {
             Some(self.target_bps.unwrap_or(rate).min(rate) * (1.0 - 0.5 * loss))
@@ -449,7 +490,7 @@ impl FrameSender for RtpSender {
     fn handle_timeout(&mut self, now: Instant) {
         if self.tail_probe_at.is_some_and(|t| now >= t) {
             self.tail_probe_at = None;
-            self.probe = self.history.back().map(|(_, last)| last.clone());
+            self.probe = self.history.back().map(|(_, last, _)| last.clone());
             self.linger_until = Some(now + self.linger());
         }
         if self.linger_until.is_some_and(|t| now >= t) {
@@ -490,6 +531,10 @@ impl FrameSender for RtpSender {
             } else if again {
                 self.stats.retransmits += 1;
             } else {
+                self.new_since_report += 1;
+                self.retransmit_tokens = (self.retransmit_tokens + RETRANSMIT_SHARE).min(
+                    RETRANSMIT_BURST.max(self.config.history_packets as f64 * RETRANSMIT_SHARE),
+                );
                 self.packets_sent = self.packets_sent.wrapping_add(1);
                 self.octets_sent = self
                     .octets_sent
