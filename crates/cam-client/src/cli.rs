@@ -12,9 +12,10 @@ use cam_proto::secure::Psk;
 use cam_proto::wire::{CHUNK_OVERHEAD, MAX_DATAGRAM, TAG_LEN};
 use clap::Parser;
 
-pub use crate::protocol::Protocol;
 use crate::source::mjpeg::Passthrough;
 use crate::source::{SourceOptions, SourceSpec};
+pub use cam_net::protocol::Protocol;
+use cam_proto::classic::{DEFAULT_CHUNK_SIZE, MAX_ONE_DATAGRAM};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -197,6 +198,23 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// Largest RTP datagram unless `--chunk-size` says otherwise: under any path's MTU.
+pub const RTP_DEFAULT_DATAGRAM: usize = 1400;
+/// Smallest RTP datagram: the headers and the first packet's tables need room.
+pub const RTP_MIN_DATAGRAM: usize = 200;
+
+/// `--chunk-size` in classic mode: the example's 1024 unless told, 0 for one datagram.
+pub fn checked_classic_chunk_size(asked: Option<u32>) -> Result<usize> {
+    let size = asked.map_or(DEFAULT_CHUNK_SIZE, |n| n as usize);
+    if size > MAX_ONE_DATAGRAM {
+        bail!(
+            "--chunk-size {size} does not fit a UDP datagram: use 1 to {MAX_ONE_DATAGRAM} bytes \
+             (the example's 1024 is the default), or 0 to send each image as one datagram"
+        );
+    }
+    Ok(size)
+}
+
 /// Settings after every check.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -236,13 +254,11 @@ impl Config {
             args.protocol != Protocol::Camstream,
         )?;
         let chunk_size = match args.protocol {
-            Protocol::Classic => crate::protocol::checked_classic_chunk_size(args.chunk_size)?,
+            Protocol::Classic => checked_classic_chunk_size(args.chunk_size)?,
             Protocol::Camstream => args.chunk_size.unwrap_or(1200) as usize,
             Protocol::Rtp => {
-                let size = args
-                    .chunk_size
-                    .map_or(crate::protocol::RTP_DEFAULT_DATAGRAM, |n| n as usize);
-                let (min, max) = (crate::protocol::RTP_MIN_DATAGRAM, MAX_DATAGRAM);
+                let size = args.chunk_size.map_or(RTP_DEFAULT_DATAGRAM, |n| n as usize);
+                let (min, max) = (RTP_MIN_DATAGRAM, MAX_DATAGRAM);
                 if !(min..=max).contains(&size) {
                     bail!("--chunk-size {size} with --protocol rtp is the largest RTP packet: use {min} to {max} bytes (the default 1400 fits any path)");
                 }

@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use cam_proto::classic::{ClassicSenderConfig, DEFAULT_CHUNK_SIZE, MAX_ONE_DATAGRAM};
+use cam_proto::classic::ClassicSenderConfig;
 use cam_proto::machine::camstream::CamstreamSender;
 use cam_proto::machine::classic::ClassicFrameSender;
 use cam_proto::machine::FrameSender;
@@ -20,23 +19,6 @@ use crate::cli::Config;
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub use cam_net::protocol::Protocol;
-
-/// Largest RTP datagram unless `--chunk-size` says otherwise: under any path's MTU.
-pub const RTP_DEFAULT_DATAGRAM: usize = 1400;
-/// Smallest RTP datagram: the headers and the first packet's tables need room.
-pub const RTP_MIN_DATAGRAM: usize = 200;
-
-/// `--chunk-size` in classic mode: the example's 1024 unless told, 0 for one datagram.
-pub fn checked_classic_chunk_size(asked: Option<u32>) -> Result<usize> {
-    let size = asked.map_or(DEFAULT_CHUNK_SIZE, |n| n as usize);
-    if size > MAX_ONE_DATAGRAM {
-        bail!(
-            "--chunk-size {size} does not fit a UDP datagram: use 1 to {MAX_ONE_DATAGRAM} bytes \
-             (the example's 1024 is the default), or 0 to send each image as one datagram"
-        );
-    }
-    Ok(size)
-}
 
 /// The state machine `config` asks for, talking to `peer`.
 pub fn build(config: &Config, peer: SocketAddr) -> Box<dyn FrameSender> {
