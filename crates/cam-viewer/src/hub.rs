@@ -359,7 +359,7 @@ impl Entry {
             id: self.id.clone(),
             stream_id: format!("{:08x}", self.key.stream_id),
             name: self.name.clone(),
-            sender: crate::worker::canonical(self.key.sender).to_string(),
+            sender: crate::net::canonical(self.key.sender).to_string(),
             tile: index + 1,
             width: self.width,
             height: self.height,

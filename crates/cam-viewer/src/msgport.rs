@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use crate::frontend::Protocol;
 use crate::jsonout;
+use crate::net::canonical;
 use crate::refusals::RateLimit;
-use crate::worker::canonical;
 
 /// Largest message accepted, even when it is valid JSON.
 pub const MAX_MESSAGE: usize = 8 * 1024;

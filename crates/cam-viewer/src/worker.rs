@@ -22,6 +22,7 @@ use crate::frame::ReceivedFrame;
 use crate::frontend::{self, Protocol};
 use crate::hub::{Hub, StreamKey};
 use crate::live::{LiveSnapshot, LiveStats, PUBLISH_INTERVAL};
+use crate::net::canonical;
 use crate::record::{RecordOptions, RecordSink, RecordedFrame, Recorder};
 use crate::refusals::{RateLimit, RefusalLog};
 
@@ -536,17 +537,5 @@ impl Worker {
         if let Err(e) = self.socket.send_to(datagram, to) {
             log::debug!("ack to {to} not sent: {e}");
         }
-    }
-}
-
-/// An IPv4 client seen through a dual-stack socket appears as `::ffff:a.b.c.d`; show and
-/// compare it as the IPv4 address it is.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
     }
 }
