@@ -203,3 +203,27 @@ fn a_client_whose_stdout_closes_exits_cleanly() {
     let (_, summary) = viewer.summary(PATIENCE);
     assert_eq!(u(&summary, "frames_completed"), 30, "{summary}");
 }
+
+/// The case: a client whose stderr reader went away died after a second (its
+/// status line panicked). Now its status lines stop and the stream goes on to the end.
+#[test]
+fn a_client_whose_stderr_closes_streams_on() {
+    let (mut viewer, port) = start_viewer(&["--frames", "50"]);
+    let mut args = vec![format!("127.0.0.1:{port}")];
+    args.extend(CLIENT.iter().map(|s| s.to_string()));
+    // 2.5 s at 20 fps: past the first status lines, which used to be fatal.
+    args.extend(["--frames".into(), "50".into()]);
+    let mut client = Command::new(client_bin())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(client.stderr.take());
+    let status = wait_child(&mut client, PATIENCE);
+    assert_ne!(status.code(), Some(101), "the client panicked");
+    assert!(status.success(), "{status}");
+    let (_, summary) = viewer.summary(PATIENCE);
+    assert_eq!(u(&summary, "frames_completed"), 50, "{summary}");
+}
