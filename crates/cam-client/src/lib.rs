@@ -9,4 +9,5 @@ pub mod protocol;
 pub mod sendmsg;
 pub mod source;
 pub mod status;
+pub mod strip_encode;
 pub mod summary;

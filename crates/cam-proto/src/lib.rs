@@ -10,6 +10,7 @@ pub mod classic;
 pub mod congestion;
 pub mod machine;
 pub mod receiver;
+pub mod restart;
 pub mod rtt;
 pub mod secure;
 pub mod sender;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::decode::{DecodeError, DecodeStats, JpegDecoder};
+use crate::decode::{DecodeError, DecodeStats};
 use crate::frame::ReceivedFrame;
 
 /// How often `stop` is looked at while no frames come.
@@ -31,15 +31,15 @@ fn decode_loop(
     stop: &AtomicBool,
     stats: &DecodeStats,
 ) -> Result<(), DecodeError> {
-    let mut decoder = JpegDecoder::new()?;
-    let mut pixels = Vec::new();
+    // Nothing draws: planes, in strips where the frame has restart intervals (strips.rs).
+    let mut decoder = crate::strips::PlanesDecoder::new(crate::strips::threads_wanted())?;
     while !stop.load(Ordering::SeqCst) {
         let frame = match frames.recv_timeout(STOP_POLL) {
             Ok(frame) => frame,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let outcome = decoder.decode_into(&frame.jpeg, &mut pixels);
+        let outcome = decoder.decode(&frame.jpeg);
         stats.record(&outcome);
         if outcome.is_ok() {
             stats.latency.record(frame.capture_ts_us);

@@ -18,5 +18,6 @@ pub mod record;
 pub mod refusals;
 pub mod scale;
 pub mod snapshot;
+pub mod strips;
 pub mod summary;
 pub mod worker;
