@@ -89,6 +89,8 @@ struct Worker {
     read_timeout: Option<Duration>,
     /// Rate-limited warnings about refused datagrams (camstream only).
     refusals: Option<RefusalLog>,
+    /// Ceiling on frames waiting for the decoder: lower while a queue stands (backlog.rs).
+    backlog: crate::backlog::Backlog,
 }
 
 impl Worker {
@@ -102,7 +104,6 @@ impl Worker {
         let refusals = (config.protocol == Protocol::Camstream).then(|| RefusalLog::new(keyed));
         Worker {
             socket,
-            frames,
             receiver: frontend::build(config.protocol, &config.receiver),
             link,
             pending: VecDeque::new(),
@@ -113,6 +114,11 @@ impl Worker {
             },
             read_timeout: None,
             refusals,
+            backlog: crate::backlog::Backlog::new(
+                frames.capacity().unwrap_or(1),
+                frames.capacity().unwrap_or(1) + PENDING_MAX,
+            ),
+            frames,
         }
     }
 
@@ -182,7 +188,8 @@ impl Worker {
         .min()
         .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
         .min(MAX_WAIT);
-        if !self.pending.is_empty() {
+        // Frames waiting anywhere: credit reopens as the decoder takes them; say so promptly.
+        if !self.pending.is_empty() || !self.frames.is_empty() {
             wake = wake.min(Duration::from_millis(2));
         }
         // A zero timeout means "block forever" to the OS.
@@ -310,9 +317,11 @@ impl Worker {
                 }
             }
         }
-        let room = (self.frames.capacity().unwrap_or(1) + PENDING_MAX)
-            .saturating_sub(self.frames.len())
-            .saturating_sub(self.pending.len());
+        let waiting = self.frames.len() + self.pending.len();
+        let room = self
+            .backlog
+            .update(Instant::now(), waiting)
+            .saturating_sub(waiting);
         self.receiver
             .set_credit(u16::try_from(room).unwrap_or(u16::MAX));
     }
