@@ -2,6 +2,7 @@
 //! files, the `--simulate-*` flags, sockets and the driver's wait. `cam-proto` stays free of
 //! clap, files and sockets; the client and the viewer share this instead of copies.
 
+pub mod batch;
 pub mod keys;
 pub mod simulate;
 pub mod socket;

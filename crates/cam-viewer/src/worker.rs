@@ -91,6 +91,8 @@ struct Worker {
     refusals: Option<RefusalLog>,
     /// Ceiling on frames waiting for the decoder: lower while a queue stands (backlog.rs).
     backlog: crate::backlog::Backlog,
+    /// GRO where the kernel has it: one receive, many datagrams (cam-net batch.rs).
+    batch: cam_net::batch::BatchReceiver,
 }
 
 impl Worker {
@@ -103,7 +105,6 @@ impl Worker {
         let keyed = config.receiver.psk.is_some();
         let refusals = (config.protocol == Protocol::Camstream).then(|| RefusalLog::new(keyed));
         Worker {
-            socket,
             receiver: frontend::build(config.protocol, &config.receiver),
             link,
             pending: VecDeque::new(),
@@ -119,6 +120,11 @@ impl Worker {
                 frames.capacity().unwrap_or(1) + PENDING_MAX,
             ),
             frames,
+            batch: cam_net::batch::BatchReceiver::new(
+                &socket,
+                cam_net::batch::Batching::from_env(),
+            ),
+            socket,
         }
     }
 
@@ -203,11 +209,13 @@ impl Worker {
                 .context("cannot set the socket timeout")?;
             self.read_timeout = Some(wake);
         }
-        match self.socket.recv_from(buf) {
-            Ok((n, from)) => {
+        match self.batch.recv_from(&self.socket, buf) {
+            Ok(got) => {
                 let now = Instant::now();
                 self.report.first_datagram_at.get_or_insert(now);
-                self.receiver.handle_datagram(now, from, &buf[..n]);
+                for datagram in got.datagrams(buf) {
+                    self.receiver.handle_datagram(now, got.from, datagram);
+                }
             }
             Err(e)
                 if matches!(
