@@ -217,13 +217,17 @@ class Bench:
                  "-s", f"{w}x{h}", "-i", f"{raw_dir}/00000.i420", "-frames:v", "1", ppm],
                 check=True,
             )
-        common = ["tjbench", ppm, str(QUALITY), "-subsamp", "420", "-benchtime",
+        # tjbench times wall clock: on a shared machine other processes' share of the core
+        # would count as codec time (camstream's CPU is getrusage time, which it is not).
+        # Raised priority (root only) keeps the limit what the codec does on a core.
+        nice = ["nice", "-n", "-19"] if os.geteuid() == 0 else []
+        common = nice + ["tjbench", ppm, str(QUALITY), "-subsamp", "420", "-benchtime",
                   str(self.args.codec_seconds), "-warmup", "0.5", "-nowrite", "-quiet"]
 
         def row(extra):
             out = subprocess.run(common + extra, capture_output=True, text=True, check=True).stdout
             line = [l for l in out.splitlines() if "4:2:0" in l][-1]
-            return [float(x) for x in line.split("4:2:0", 1)[1].split()[4:]]
+            return [float(x) for x in line.split("4:2:0", 1)[1].split()[3:]]
 
         mpix = w * h / 1e6
         packed = row(["-bgrx"])  # comp Mpix/s, ratio, decomp Mpix/s
@@ -385,11 +389,14 @@ class Bench:
         w, h = size
         port = free_port()
         buffer = [f"buffer-size={buffer_size}"] if buffer_size else []
+        # RTP/JPEG's header holds width and height in units of 8 in one byte each (2040 at
+        # most); beyond that rtpjpegpay sends 0 and the receiver needs the SDP's x-dimensions.
+        caps = RTP_CAPS + (f',x-dimensions=(string)"{w},{h}"' if max(w, h) > 2040 else "")
         recv = Proc(
             "gst-recv",
             ["gst-launch-1.0", "-v", "udpsrc", "address=127.0.0.1", f"port={port}"]
             + buffer
-            + [f"caps={RTP_CAPS}", "!", "rtpjpegdepay", "!", "jpegdec", "!"]
+            + [f"caps={caps}", "!", "rtpjpegdepay", "!", "jpegdec", "!"]
             + ["fakesink", "name=got", "sync=false", "silent=false"],
             d,
         )

@@ -3,12 +3,13 @@
 //!
 //! One core here decodes 4K at about 31 fps into BGRX: too close to 30 for a live stream. A
 //! frame from `cam-client` at 1440p or more has eight restart intervals
-//! (`cam_proto::restart`); each run of intervals is rebuilt as a JPEG of its own and the runs
-//! decode on several threads. Decoding to planes has no cross-row filtering (fancy chroma
-//! upsampling would read the neighbouring strip's rows), so strip output is bit-for-bit the
-//! whole-frame output; `strips_decode_exactly_like_the_whole_frame` checks it.
+//! (`cam_proto::restart`); each interval is rebuilt as a JPEG of its own (without DRI, so that
+//! libjpeg-turbo keeps its fast Huffman path) and the threads decode runs of them. Decoding to
+//! planes has no cross-row filtering (fancy chroma upsampling would read the neighbouring
+//! strip's rows), so strip output is bit-for-bit the whole-frame output;
+//! `strips_decode_exactly_like_the_whole_frame` checks it.
 
-use cam_proto::restart::Layout;
+use cam_proto::restart::{Layout, StripRange};
 use turbojpeg::{Decompressor, YuvImage};
 
 use crate::decode::{
@@ -30,9 +31,16 @@ pub struct PlanesDecoder {
 
 struct Worker {
     decompressor: Decompressor,
+    /// One per strip this worker decoded for the current frame (`used` of them).
+    outs: Vec<StripOut>,
+    used: usize,
+}
+
+#[derive(Default)]
+struct StripOut {
     /// The strip rebuilt as a JPEG of its own.
     jpeg: Vec<u8>,
-    /// Y, U and V of this worker's rows (or of the whole frame for worker 0).
+    /// Y, U and V of the strip's rows (of the whole frame when decoded whole).
     planes: Vec<u8>,
     /// First image row and rows in `planes`.
     rows: (u32, u32),
@@ -67,9 +75,8 @@ impl PlanesDecoder {
                 Ok(Worker {
                     decompressor: Decompressor::new()
                         .map_err(|e| DecodeError::Init(e.to_string()))?,
-                    jpeg: Vec::new(),
-                    planes: Vec::new(),
-                    rows: (0, 0),
+                    outs: Vec::new(),
+                    used: 0,
                 })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
@@ -91,23 +98,23 @@ impl PlanesDecoder {
     pub fn planes(&self) -> impl Iterator<Item = (u32, u32, &[u8])> {
         self.workers
             .iter()
-            .filter(|w| w.rows.1 > 0)
-            .map(|w| (w.rows.0, w.rows.1, w.planes.as_slice()))
+            .flat_map(|w| &w.outs[..w.used])
+            .map(|o| (o.rows.0, o.rows.1, o.planes.as_slice()))
     }
 
     /// Decodes `jpeg` (or a PNG) and counts it as [`JpegDecoder::decode_into`] would.
     pub fn decode(&mut self, jpeg: &[u8]) -> Result<Decoded, DecodeError> {
+        for w in &mut self.workers {
+            w.used = 0;
+        }
         if crate::picture::is_png(jpeg) {
-            for w in &mut self.workers {
-                w.rows = (0, 0);
-            }
             return self.pictures.decode_into(jpeg, &mut self.pixels);
         }
-        let header = self.workers[0]
-            .decompressor
-            .read_header(jpeg)
-            .map_err(|e| self.failed(DecodeError::Corrupt(turbojpeg_message(e))));
-        let header = header?;
+        let header = self.workers[0].decompressor.read_header(jpeg);
+        let header = match header {
+            Ok(h) => h,
+            Err(e) => return Err(self.failed(DecodeError::Corrupt(turbojpeg_message(e)))),
+        };
         let (width, height) = (header.width, header.height);
         if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
             return Err(DecodeError::BadSize { width, height });
@@ -115,7 +122,8 @@ impl PlanesDecoder {
         let size = ImageSize { width, height };
         if self.workers.len() > 1 {
             if let Some(layout) = Layout::scan(jpeg) {
-                let strips = layout.strips(self.workers.len());
+                // One strip per interval; each thread takes a run of them.
+                let strips = layout.strips(layout.segments.len());
                 if strips.len() > 1 && usize::from(layout.height) == height {
                     match self.decode_strips(jpeg, &layout, &strips) {
                         Ok(warning) => {
@@ -129,10 +137,17 @@ impl PlanesDecoder {
                 }
             }
         }
-        let result = decode_whole(&mut self.workers[0], jpeg, height as u32);
-        for w in &mut self.workers[1..] {
-            w.rows = (0, 0);
+        let worker = &mut self.workers[0];
+        if worker.outs.is_empty() {
+            worker.outs.push(StripOut::default());
         }
+        worker.used = 1;
+        let result = decode_whole(
+            &mut worker.decompressor,
+            &mut worker.outs[0],
+            jpeg,
+            height as u32,
+        );
         match result {
             Ok(warning) => Ok(Decoded { size, warning }),
             Err(e) => Err(self.failed(e)),
@@ -144,23 +159,25 @@ impl PlanesDecoder {
         &mut self,
         jpeg: &[u8],
         layout: &Layout,
-        strips: &[cam_proto::restart::StripRange],
+        strips: &[StripRange],
     ) -> Result<Option<String>, ()> {
+        let threads = self.workers.len().min(strips.len());
         let results: Vec<Result<Option<String>, DecodeError>> = std::thread::scope(|scope| {
-            let mut jobs = self.workers.iter_mut().zip(strips);
-            let (here, here_strip) = jobs.next().expect("at least two strips");
+            let mut jobs = self
+                .workers
+                .iter_mut()
+                .enumerate()
+                .take(threads)
+                .map(|(t, w)| {
+                    let mine =
+                        &strips[t * strips.len() / threads..(t + 1) * strips.len() / threads];
+                    (w, mine)
+                });
+            let (here, here_strips) = jobs.next().expect("at least one thread");
             let handles: Vec<_> = jobs
-                .map(|(worker, strip)| {
-                    scope.spawn(move || {
-                        layout.strip_jpeg(jpeg, strip, &mut worker.jpeg);
-                        worker.rows = (strip.first_row, strip.rows);
-                        decode_own(worker, strip.rows)
-                    })
-                })
+                .map(|(worker, mine)| scope.spawn(move || decode_run(worker, jpeg, layout, mine)))
                 .collect();
-            layout.strip_jpeg(jpeg, here_strip, &mut here.jpeg);
-            here.rows = (here_strip.first_row, here_strip.rows);
-            let mut results = vec![decode_own(here, here_strip.rows)];
+            let mut results = vec![decode_run(here, jpeg, layout, here_strips)];
             results.extend(
                 handles
                     .into_iter()
@@ -168,9 +185,6 @@ impl PlanesDecoder {
             );
             results
         });
-        for w in &mut self.workers[strips.len()..] {
-            w.rows = (0, 0);
-        }
         let mut warning = None;
         for r in results {
             match r {
@@ -189,6 +203,7 @@ impl PlanesDecoder {
     /// As `JpegDecoder` does after an error: libjpeg-turbo 3.1 can be left mid-header.
     fn reset(&mut self) {
         for w in &mut self.workers {
+            w.used = 0;
             if let Ok(fresh) = Decompressor::new() {
                 w.decompressor = fresh;
             }
@@ -196,37 +211,52 @@ impl PlanesDecoder {
     }
 }
 
-/// Decodes the worker's own strip JPEG.
-fn decode_own(worker: &mut Worker, rows: u32) -> Result<Option<String>, DecodeError> {
-    let jpeg = std::mem::take(&mut worker.jpeg);
-    let result = decode_whole(worker, &jpeg, rows);
-    worker.jpeg = jpeg;
-    result
+/// Decodes a run of strips, one after another, into the worker's outputs.
+fn decode_run(
+    worker: &mut Worker,
+    jpeg: &[u8],
+    layout: &Layout,
+    strips: &[StripRange],
+) -> Result<Option<String>, DecodeError> {
+    if worker.outs.len() < strips.len() {
+        worker.outs.resize_with(strips.len(), StripOut::default);
+    }
+    worker.used = strips.len();
+    let mut warning = None;
+    for (out, strip) in worker.outs.iter_mut().zip(strips) {
+        let mut own = std::mem::take(&mut out.jpeg);
+        layout.strip_jpeg(jpeg, strip, &mut own);
+        let result = decode_whole(&mut worker.decompressor, out, &own, strip.rows);
+        out.jpeg = own;
+        out.rows = (strip.first_row, strip.rows);
+        warning = warning.or(result?);
+    }
+    Ok(warning)
 }
 
-/// Decodes `jpeg` into `worker.planes`: `Ok(Some(warning))` when libjpeg completed the image
+/// Decodes `jpeg` into `out.planes`: `Ok(Some(warning))` when libjpeg completed the image
 /// from damaged data.
 fn decode_whole(
-    worker: &mut Worker,
+    decompressor: &mut Decompressor,
+    out: &mut StripOut,
     jpeg: &[u8],
     rows: u32,
 ) -> Result<Option<String>, DecodeError> {
-    let header = worker
-        .decompressor
+    let header = decompressor
         .read_header(jpeg)
         .map_err(|e| DecodeError::Corrupt(turbojpeg_message(e)))?;
     let len = turbojpeg::yuv_pixels_len(header.width, 1, header.height, header.subsamp)
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-    worker.planes.resize(len, 0);
-    worker.rows = (0, rows);
+    out.planes.resize(len, 0);
+    out.rows = (0, rows);
     let image = YuvImage {
-        pixels: worker.planes.as_mut_slice(),
+        pixels: out.planes.as_mut_slice(),
         width: header.width,
         align: 1,
         height: header.height,
         subsamp: header.subsamp,
     };
-    match worker.decompressor.decompress_to_yuv(jpeg, image) {
+    match decompressor.decompress_to_yuv(jpeg, image) {
         Ok(()) => Ok(None),
         Err(e) => {
             let message = turbojpeg_message(e);
