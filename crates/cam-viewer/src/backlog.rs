@@ -7,8 +7,10 @@
 //! 23 fps, that was 10 frames, about 440 ms of the 500 ms capture-to-decode latency measured.
 //!
 //! A queue that absorbs bursts empties now and then; a standing one never does. So, as CoDel
-//! does for packets, the ceiling shrinks by one frame for every [`INTERVAL`] in which the queue
-//! never emptied, and grows by one for every interval in which it did. A decoder that keeps up
+//! does for packets, after an [`INTERVAL`] in which the queue never emptied the ceiling drops
+//! to its minimum, and it grows by one for every interval in which the queue did empty. (A
+//! decoder slower than a long link then sees a sawtooth between the two; it is the bottleneck
+//! either way.) A decoder that keeps up
 //! (the usual case, on any link) leaves the full ceiling; a slow one settles at one or two
 //! frames waiting, and the sender, short of credit, sends newer frames less often instead of
 //! older frames late.
@@ -51,7 +53,9 @@ impl Backlog {
             if self.lowest == 0 {
                 self.ceiling = (self.ceiling + 1).min(self.max);
             } else {
-                self.ceiling = self.ceiling.saturating_sub(1).max(self.min);
+                // A queue that stood a whole interval is cut to the minimum at once: a busy
+                // spell on the decoder then costs one interval of queue, not ten frames.
+                self.ceiling = self.min;
             }
             self.interval_start = Some(now);
             self.lowest = waiting;
@@ -91,6 +95,24 @@ mod tests {
             b.update(t, c);
         }
         assert_eq!(b.ceiling(), 10);
+    }
+
+    #[test]
+    fn a_busy_spell_is_cut_after_one_interval() {
+        let t0 = Instant::now();
+        let mut b = Backlog::new(2, 10);
+        let mut t = t0;
+        // The decoder falls behind: one more frame waiting every 30 ms.
+        let mut waiting = 0;
+        let mut worst = 0;
+        for _ in 0..40 {
+            t += Duration::from_millis(30);
+            waiting = (waiting + 1).min(b.ceiling());
+            worst = worst.max(waiting);
+            b.update(t, waiting);
+        }
+        assert!(worst <= 5, "{worst} frames stood before the cut");
+        assert_eq!(b.ceiling(), 2);
     }
 
     #[test]
