@@ -25,7 +25,8 @@ if [ "$want_window_tests" = 1 ]; then
 fi
 if [ "$want_bench" = 1 ]; then
   # python3 runs scripts/bench.py; perf profiles (bench/ANALYSIS.md).
-  packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg python3 linux-perf)
+  # tjbench (libjpeg-turbo-progs): the codec limit, measured by libjpeg-turbo's own benchmark.
+  packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg python3 linux-perf libjpeg-turbo-progs)
 fi
 
 missing=()

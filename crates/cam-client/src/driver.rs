@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cam_net::batch::{BatchSender, Batching};
 use cam_net::wait::time_to_wait;
 use cam_proto::adapt::{AdaptConfig, Adapter, Scale, Settings};
 use cam_proto::machine::{SendEvent, Transmit};
@@ -44,6 +45,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         .with_context(|| format!("cannot open source '{}'", config.source))?;
     log::info!("source: {}", source.describe());
     let socket = cam_net::socket::connect(config.viewer)?;
+    // GSO batches where the kernel has it (cam-net batch.rs); flushed before every wait.
+    let mut batch = BatchSender::new(&socket, Batching::from_env());
     let mut sender = protocol::build(config, config.viewer);
     let impairment = config.simulate.impairment();
     let mut link = (!impairment.is_perfect()).then(|| Link::<SocketAddr>::new(impairment));
@@ -134,14 +137,15 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         while let Some(Transmit { to, len }) = sender.poll_transmit(now, &mut buf) {
             match link.as_mut() {
                 Some(link) => link.send_to(now, to, &buf[..len]),
-                None => transmit(&socket, &buf[..len])?,
+                None => transmit(&mut batch, &socket, &buf[..len])?,
             }
         }
         if let Some(link) = link.as_mut() {
             while let Some((_, d)) = link.poll_deliver_to(now) {
-                transmit(&socket, &d)?;
+                transmit(&mut batch, &socket, &d)?;
             }
         }
+        sent(batch.flush(&socket), 0)?;
         while let Some(event) = sender.poll_event() {
             match event {
                 SendEvent::Acked {
@@ -297,13 +301,17 @@ fn write_sdp(path: &std::path::Path, config: &Config) -> Result<()> {
 /// Sends one datagram. "Message too long" is fatal and names the flag that fixes it; a
 /// refused port (no receiver yet) and a full buffer are not: the network thread reports a
 /// refused port, and a lost datagram is what the protocols are built for.
-fn transmit(socket: &UdpSocket, datagram: &[u8]) -> Result<()> {
-    match socket.send(datagram) {
-        Ok(_) => Ok(()),
+fn transmit(batch: &mut BatchSender, socket: &UdpSocket, datagram: &[u8]) -> Result<()> {
+    sent(batch.send(socket, datagram), datagram.len())
+}
+
+/// What `transmit` says about a send's outcome (`len` 0: a batch).
+fn sent(result: std::io::Result<()>, len: usize) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => bail!(
-            "the system refused a {}-byte datagram as too long (EMSGSIZE; macOS allows 9216 bytes by default): \
-             lower --chunk-size (1200 is safe everywhere)",
-            datagram.len()
+            "the system refused a {len}-byte datagram as too long (EMSGSIZE; macOS allows 9216 bytes by default): \
+             lower --chunk-size (1200 is safe everywhere)"
         ),
         Err(e) if transient(&e) => {
             log::trace!("send: {e}");

@@ -6,6 +6,8 @@
 use std::fmt;
 
 use thiserror::Error;
+
+use crate::strip_encode::{threads_wanted, StripEncoder};
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
 /// libjpeg refuses larger images (`JPEG_MAX_DIMENSION`); checking first gives a clearer error.
@@ -32,6 +34,8 @@ pub enum EncodeError {
     },
     #[error("libjpeg-turbo: {0}")]
     Turbo(#[from] turbojpeg::Error),
+    #[error("cannot join the encoded strips: {0}")]
+    Stitch(cam_proto::restart::StitchError),
 }
 
 /// A reusable JPEG encoder.
@@ -47,6 +51,9 @@ pub struct JpegEncoder {
     y_plane: Vec<u8>,
     u_plane: Vec<u8>,
     v_plane: Vec<u8>,
+    /// Large frames are encoded in strips on several threads (`strip_encode`); made on the
+    /// first large frame.
+    strips: Option<Option<StripEncoder>>,
 }
 
 impl fmt::Debug for JpegEncoder {
@@ -68,6 +75,7 @@ impl JpegEncoder {
             y_plane: Vec::new(),
             u_plane: Vec::new(),
             v_plane: Vec::new(),
+            strips: None,
         };
         encoder.set_quality(quality)?;
         Ok(encoder)
@@ -199,15 +207,17 @@ impl JpegEncoder {
             }
         }
 
-        let len = compress_i420(
+        let jpeg = compress_i420_maybe_strips(
+            &mut self.strips,
             &mut self.compressor,
             &mut self.scratch,
+            self.quality,
             [&self.y_plane, &self.u_plane, &self.v_plane],
             width,
             width,
             height,
         )?;
-        copy_out(&self.scratch[..len], out);
+        copy_out(jpeg, out);
         Ok(())
     }
 
@@ -249,15 +259,17 @@ impl JpegEncoder {
             *v = CHROMA_TO_FULL[usize::from(pair[1])];
         }
 
-        let len = compress_i420(
+        let jpeg = compress_i420_maybe_strips(
+            &mut self.strips,
             &mut self.compressor,
             &mut self.scratch,
+            self.quality,
             [&self.y_plane, &self.u_plane, &self.v_plane],
             y_stride,
             width,
             height,
         )?;
-        copy_out(&self.scratch[..len], out);
+        copy_out(jpeg, out);
         Ok(())
     }
 
@@ -294,10 +306,12 @@ impl JpegEncoder {
         check_len("I420", "Y plane", width, height, width * height, y.len())?;
         check_len("I420", "U plane", width, height, chroma_len, u.len())?;
         check_len("I420", "V plane", width, height, chroma_len, v.len())?;
-        let len = if width % 2 == 0 && height % 2 == 0 {
-            compress_i420(
+        let jpeg = if width % 2 == 0 && height % 2 == 0 {
+            compress_i420_maybe_strips(
+                &mut self.strips,
                 &mut self.compressor,
                 &mut self.scratch,
+                self.quality,
                 [y, u, v],
                 width,
                 width,
@@ -305,18 +319,53 @@ impl JpegEncoder {
             )?
         } else {
             let y_stride = copy_luma_padded(&mut self.y_plane, y, width, height, &IDENTITY);
-            compress_i420(
+            compress_i420_maybe_strips(
+                &mut self.strips,
                 &mut self.compressor,
                 &mut self.scratch,
+                self.quality,
                 [&self.y_plane, u, v],
                 y_stride,
                 width,
                 height,
             )?
         };
-        copy_out(&self.scratch[..len], out);
+        copy_out(jpeg, out);
         Ok(())
     }
+}
+
+/// Large frames go to the strip encoder (its threads are started on the first one); the
+/// rest, and every frame where strips are off, to `compress_i420`. Returns the JPEG.
+#[allow(clippy::too_many_arguments)]
+fn compress_i420_maybe_strips<'a>(
+    strips: &'a mut Option<Option<StripEncoder>>,
+    compressor: &mut Compressor,
+    scratch: &'a mut Vec<u8>,
+    quality: u8,
+    planes: [&[u8]; 3],
+    y_stride: usize,
+    width: usize,
+    height: usize,
+) -> Result<&'a [u8], EncodeError> {
+    if StripEncoder::wants(width, height) {
+        if strips.is_none() {
+            *strips = Some(StripEncoder::new(threads_wanted())?);
+        }
+        if let Some(Some(strips)) = strips.as_mut() {
+            // Same length checks as the whole-frame path, before any thread indexes a plane.
+            let (chroma_width, chroma_height) = chroma_size(width, height);
+            let y_needed = y_stride * (padded(height) - 1) + padded(width);
+            check_len("I420", "Y plane", width, height, y_needed, planes[0].len())?;
+            for (what, plane) in [("U plane", planes[1]), ("V plane", planes[2])] {
+                let needed = chroma_width * chroma_height;
+                check_len("I420", what, width, height, needed, plane.len())?;
+            }
+            return strips.encode(quality, planes, y_stride, width, height);
+        }
+    }
+    let len = compress_i420(compressor, scratch, planes, y_stride, width, height)?;
+    Ok(&scratch[..len])
 }
 
 /// `y_stride` is the luma row length, at least `width` rounded up to even.

@@ -10,4 +10,5 @@ pub mod rtpfit;
 pub mod sendmsg;
 pub mod source;
 pub mod status;
+pub mod strip_encode;
 pub mod summary;

@@ -3,6 +3,7 @@
 //! may close. `cam-proto` stays free of clap, files and sockets; the client and the viewer
 //! share this instead of copies.
 
+pub mod batch;
 pub mod keys;
 pub mod output;
 pub mod protocol;

@@ -16,6 +16,7 @@ pub mod classic;
 pub(crate) mod congestion;
 pub mod machine;
 pub mod receiver;
+pub mod restart;
 pub mod rtp;
 pub(crate) mod rtt;
 pub mod secure;

@@ -159,14 +159,14 @@ impl JpegDecoder {
 }
 
 /// The library's own words, without the crate's "TurboJPEG error: " wrapper.
-fn turbojpeg_message(error: turbojpeg::Error) -> String {
+pub(crate) fn turbojpeg_message(error: turbojpeg::Error) -> String {
     match error {
         turbojpeg::Error::TurboJpegError(message) => message,
         other => other.to_string(),
     }
 }
 
-fn is_libjpeg_warning(message: &str) -> bool {
+pub(crate) fn is_libjpeg_warning(message: &str) -> bool {
     LIBJPEG_WARNING_PREFIXES
         .iter()
         .any(|prefix| message.starts_with(prefix))

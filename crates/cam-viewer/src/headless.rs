@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::decode::{DecodeCounts, DecodeError, DecodeStats, JpegDecoder};
+use crate::decode::{DecodeCounts, DecodeError, DecodeStats};
 use crate::frame::ReceivedFrame;
 use crate::live::{LiveSnapshot, LiveStats};
 
@@ -102,8 +102,8 @@ fn decode_loop(
     stats: &DecodeStats,
     live: Option<&LiveStats>,
 ) -> Result<(), DecodeError> {
-    let mut decoder = JpegDecoder::new()?;
-    let mut pixels = Vec::new();
+    // Nothing draws: planes, in strips where the frame has restart intervals (strips.rs).
+    let mut decoder = crate::strips::PlanesDecoder::new(crate::strips::threads_wanted())?;
     let mut status = StatusLine::default();
     while !stop.load(Ordering::SeqCst) {
         if let Some(live) = live {
@@ -116,7 +116,7 @@ fn decode_loop(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let outcome = decoder.decode_into(&frame.jpeg, &mut pixels);
+        let outcome = decoder.decode(&frame.jpeg);
         stats.record(&outcome);
         if outcome.is_ok() {
             stats.latency.record(frame.capture_ts_us);

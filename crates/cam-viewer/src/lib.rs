@@ -1,6 +1,7 @@
 //! The viewer's library half: everything between "a complete frame arrived" and "pixels on the
 //! screen", kept out of `main.rs` so that tests and examples can drive it without a network.
 
+pub mod backlog;
 pub mod cli;
 pub mod decode;
 pub mod display;
@@ -21,5 +22,6 @@ pub mod record;
 pub mod refusals;
 pub mod scale;
 pub mod snapshot;
+pub mod strips;
 pub mod summary;
 pub mod worker;

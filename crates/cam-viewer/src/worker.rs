@@ -122,6 +122,10 @@ struct Worker {
     stream_log: RateLimit,
     /// Per stream (by hub id): where its frames are saved and recorded.
     files: std::collections::HashMap<String, StreamFiles>,
+    /// Ceiling on frames waiting for the decoder: lower while a queue stands (backlog.rs).
+    backlog: crate::backlog::Backlog,
+    /// GRO where the kernel has it: one receive, many datagrams (cam-net batch.rs).
+    batch: cam_net::batch::BatchReceiver,
 }
 
 impl Worker {
@@ -135,8 +139,6 @@ impl Worker {
         let refusals = (config.protocol == Protocol::Camstream).then(|| RefusalLog::new(keyed));
         let wrong_protocol = frontend::WrongProtocol::new(config.protocol);
         Worker {
-            socket,
-            frames,
             receiver: frontend::build(
                 config.protocol,
                 &config.receiver,
@@ -155,6 +157,16 @@ impl Worker {
             refusals,
             stream_log: RateLimit::per_event(),
             files: Default::default(),
+            backlog: crate::backlog::Backlog::new(
+                frames.capacity().unwrap_or(1),
+                frames.capacity().unwrap_or(1) + PENDING_MAX,
+            ),
+            frames,
+            batch: cam_net::batch::BatchReceiver::new(
+                &socket,
+                cam_net::batch::Batching::from_env(),
+            ),
+            socket,
         }
     }
 
@@ -229,7 +241,8 @@ impl Worker {
         .min()
         .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
         .min(MAX_WAIT);
-        if !self.pending.is_empty() {
+        // Frames waiting anywhere: credit reopens as the decoder takes them; say so promptly.
+        if !self.pending.is_empty() || !self.frames.is_empty() {
             wake = wake.min(Duration::from_millis(2));
         }
         // A zero timeout means "block forever" to the OS.
@@ -243,15 +256,17 @@ impl Worker {
                 .context("cannot set the socket timeout")?;
             self.read_timeout = Some(wake);
         }
-        match self.socket.recv_from(buf) {
-            Ok((n, from)) => {
+        match self.batch.recv_from(&self.socket, buf) {
+            Ok(got) => {
                 let now = Instant::now();
                 self.report.first_datagram_at.get_or_insert(now);
-                let refused_before = self.receiver.stats().datagrams_invalid;
-                self.receiver.handle_datagram(now, from, &buf[..n]);
-                if self.receiver.stats().datagrams_invalid > refused_before {
-                    if let Some(line) = self.wrong_protocol.refused(&buf[..n]) {
-                        log::warn!("{line}");
+                for datagram in got.datagrams(buf) {
+                    let refused_before = self.receiver.stats().datagrams_invalid;
+                    self.receiver.handle_datagram(now, got.from, datagram);
+                    if self.receiver.stats().datagrams_invalid > refused_before {
+                        if let Some(line) = self.wrong_protocol.refused(datagram) {
+                            log::warn!("{line}");
+                        }
                     }
                 }
             }
@@ -509,9 +524,11 @@ impl Worker {
                 }
             }
         }
-        let room = (self.frames.capacity().unwrap_or(1) + PENDING_MAX)
-            .saturating_sub(self.frames.len())
-            .saturating_sub(self.pending.len());
+        let waiting = self.frames.len() + self.pending.len();
+        let room = self
+            .backlog
+            .update(Instant::now(), waiting)
+            .saturating_sub(waiting);
         self.receiver
             .set_credit(u16::try_from(room).unwrap_or(u16::MAX));
     }
