@@ -382,6 +382,67 @@ class Bench:
         )
         return result
 
+    # -- Fan-out: many /stream readers of one viewer -----------------------------------
+
+    def fanout(self, clip, seconds, readers):
+        """Viewer CPU for one 720p30 stream with no HTTP readers, then with `readers` readers of
+        /stream (one thread of non-blocking sockets here, so the readers cost little), plus one
+        stalled reader. The issue's target: 100 readers cost the viewer at most 0.5 core."""
+        runs = {}
+        for n in (0, readers):
+            d = self.run_dir(f"fanout {n}")
+            env = dict(os.environ, RUST_LOG="warn")
+            vport, hport = free_port(), free_port()
+            viewer = Proc(
+                "viewer",
+                [self.bins / "cam-viewer", "--headless", "--bind", "127.0.0.1", "--port", vport,
+                 "--http", f"127.0.0.1:{hport}"],
+                d,
+                dict(env, RUST_LOG="info"),
+            )
+            viewer.wait_for("waiting for a stream")
+            client = Proc(
+                "client",
+                [self.bins / "cam-client", f"127.0.0.1:{vport}", "--source", clip, "--quality",
+                 QUALITY, "--fps", 30, "--duration", seconds + 1],
+                d,
+                env,
+            )
+            viewer.wait_for("receiving stream")
+            parts, stalled = read_streams(hport, n, seconds) if n else ([], None)
+            client.wait(seconds + 30)
+            viewer.stop()
+            v = viewer.summary()
+            wall = time.monotonic() - viewer.started
+            runs[n] = {
+                "readers": n,
+                "viewer_cores": round(viewer.cpu_s / wall, 3),
+                "viewer_cpu_s": round(viewer.cpu_s, 3),
+                "wall_s": round(wall, 2),
+                "udp_fps": v.get("fps"),
+                "frames_completed": v.get("frames_completed"),
+                "parts_min": min(parts) if parts else None,
+                "parts_median": median(parts) if parts else None,
+                "expected_parts": round(30 * seconds),
+            }
+            log(f"fan-out {n} readers: viewer {runs[n]['viewer_cores']} cores, "
+                f"parts per reader min {runs[n]['parts_min']} (about {runs[n]['expected_parts']} sent)")
+            del stalled
+        base, loaded = runs[0], runs[readers]
+        return {
+            "readers": readers,
+            "seconds": seconds,
+            "viewer_cores": loaded["viewer_cores"],
+            "viewer_cores_without_readers": base["viewer_cores"],
+            "cost_cores": round(loaded["viewer_cores"] - base["viewer_cores"], 3),
+            "parts_min": loaded["parts_min"],
+            "parts_median": loaded["parts_median"],
+            "expected_parts": loaded["expected_parts"],
+            "udp_fps": loaded["udp_fps"],
+            "udp_fps_without_readers": base["udp_fps"],
+            "runs": runs,
+        }
+
     # -- 3/5. GStreamer ------------------------------------------------------------------
 
     def gstreamer(self, label, raw_dir, size, seconds, loss=None, buffer_size=None, paced=False):
@@ -458,6 +519,50 @@ class Bench:
             f"(other processes: {result['other_cores']} cores)"
         )
         return result
+
+
+def read_streams(http_port, readers, seconds):
+    """`readers` clients of /stream on one thread (non-blocking sockets, one selector), for
+    `seconds`; returns the parts each received, and keeps one more socket that never reads
+    (a stalled reader) open meanwhile. Parts are counted by their Content-Length headers,
+    which the viewer writes for every part."""
+    import selectors
+    import socket
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", http_port))
+        s.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+        return s
+
+    stalled = connect()
+    sel = selectors.DefaultSelector()
+    counts, tails = [0] * readers, [b""] * readers
+    socks = []
+    for i in range(readers):
+        s = connect()
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+        socks.append(s)
+    buf = bytearray(1 << 18)
+    needle = b"Content-Length:"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for key, _ in sel.select(timeout=0.2):
+            i = key.data
+            try:
+                n = key.fileobj.recv_into(buf)
+            except BlockingIOError:
+                continue
+            if n == 0:
+                sel.unregister(key.fileobj)
+                continue
+            # A header cut between two reads is found in the tail kept from the last one.
+            chunk = tails[i] + bytes(buf[:n])
+            counts[i] += chunk.count(needle)
+            tails[i] = chunk[-(len(needle) - 1):]
+    for s in socks:
+        s.close()
+    return counts, stalled
 
 
 def best_tjbench(a, b):
@@ -756,6 +861,7 @@ def markdown(r):
     else:
         lines += ["Keyed mode: not measured (the programs have no `--key-file`, or `--gen-key` failed).", ""]
     lines += uhd_section(r)
+    lines += fanout_section(r)
     lines += targets_section(r)
     return "\n".join(lines) + "\n"
 
@@ -795,6 +901,26 @@ def uhd_section(r):
             f"delivered, {fmt(g['cpu_ms_per_frame'], 1)} ms CPU/frame | – |"
         )
     return lines + [""]
+
+
+def fanout_section(r):
+    f = r.get("fanout")
+    if not f:
+        return []
+    met = f["cost_cores"] <= 0.5 and (f["parts_min"] or 0) >= 0.95 * f["expected_parts"]
+    return [
+        f"## Fan-out: {f['readers']} `/stream` readers of one 720p30 stream ({f['seconds']:.0f} s)",
+        "",
+        "| | viewer CPU | UDP stream | parts per reader (min / median) |",
+        "|---|---:|---:|---:|",
+        f"| no readers | {f['viewer_cores_without_readers']:.2f} cores | {fmt(f['udp_fps_without_readers'])} fps | – |",
+        f"| {f['readers']} readers + 1 stalled | {f['viewer_cores']:.2f} cores | {fmt(f['udp_fps'])} fps | "
+        f"{f['parts_min']} / {f['parts_median']} of about {f['expected_parts']} |",
+        "",
+        f"The readers cost the viewer {f['cost_cores']:.2f} core (target ≤ 0.5, every reader ≥ 95% of "
+        f"the frames: {'met' if met else 'not met'}). One shared copy of each frame, no re-encode.",
+        "",
+    ]
 
 
 def targets_section(r):
@@ -931,7 +1057,17 @@ def main():
         help="1280x720 and 3840x2160 only, one round, loss at 0 and 5%%, no sweep, no keyed rows "
         "(about 5 minutes)",
     )
+    ap.add_argument(
+        "--fanout-readers", type=int, default=100,
+        help="HTTP /stream readers in the fan-out row (0 skips it)",
+    )
+    ap.add_argument(
+        "--fanout-only", action="store_true",
+        help="only the fan-out row (1280x720), written to fanout.md and fanout.json",
+    )
     args = ap.parse_args()
+    if args.fanout_only:
+        args.sizes = "1280x720"
     losses = LOSSES
     if args.quick:
         if args.sizes == ",".join(size_name(s) for s in SIZES):
@@ -983,6 +1119,15 @@ def main():
             clips[size] = (clip, raw)
 
         secs = args.seconds
+        if args.fanout_only:
+            result["fanout"] = bench.fanout(clips[(1280, 720)][0], secs, args.fanout_readers)
+            result["load_after"] = os.getloadavg()
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "fanout.json").write_text(json.dumps(result, indent=1) + "\n")
+            (out / "fanout.md").write_text("\n".join(fanout_section(result)) + "\n")
+            log(f"wrote {out}/fanout.md and fanout.json")
+            return
         for size in [s for s in sizes if size_name(s) in args.sizes.split(",")]:
             name = size_name(size)
             clip, raw = clips[size]
@@ -1093,6 +1238,10 @@ def main():
             else:
                 log(f"--gen-key failed: {gen.stderr.strip()}")
         result["keyed"] = keyed
+        if args.fanout_readers > 0 and (1280, 720) in clips and has_flag(
+            bench.bins / "cam-viewer", "--http"
+        ):
+            result["fanout"] = bench.fanout(clips[(1280, 720)][0], secs, args.fanout_readers)
         result["load_after"] = os.getloadavg()
     finally:
         if not args.keep:
