@@ -20,8 +20,10 @@ packages=(build-essential cmake nasm libclang-dev pkg-config libx11-6 libxcursor
 if [ "$want_window_tests" = 1 ]; then
   # Xvfb, xdotool and xwd drive and look at the window; ffprobe (ffmpeg) checks --record files.
   # The --http tests' real peers: curl fetches /snapshot, nginx relays /stream, headless
-  # chromium screenshots the page.
-  packages+=(python3 xvfb x11-apps xdotool ffmpeg curl nginx-light chromium)
+  # chromium screenshots the page. The RTP tests' real peers: GStreamer (rtpjpegpay,
+  # rtpjpegdepay, jpegenc: plugins-good; videotestsrc: plugins-base) and ffmpeg.
+  packages+=(python3 xvfb x11-apps xdotool ffmpeg curl nginx-light chromium
+             gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 fi
 if [ "$want_bench" = 1 ]; then
   # python3 runs scripts/bench.py; perf profiles (bench/ANALYSIS.md).
