@@ -46,15 +46,7 @@ impl std::fmt::Debug for StripEncoder {
 
 /// Threads for strip encoding: the environment's choice, or the cores (at most 4).
 pub fn threads_wanted() -> usize {
-    std::env::var(THREADS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4)
-        })
-        .clamp(1, 16)
+    cam_net::threads::wanted(THREADS_ENV)
 }
 
 impl StripEncoder {

@@ -9,4 +9,5 @@ pub mod output;
 pub mod protocol;
 pub mod simulate;
 pub mod socket;
+pub mod threads;
 pub mod wait;
