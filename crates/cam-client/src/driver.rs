@@ -199,6 +199,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
             recv(frames) -> item => match item {
                 Ok(Captured::Frame(frame, used)) => {
                     adapter.on_frame(frame.data.len(), used);
+                    // The size sent, as the frame says it (files keep their own size).
+                    if frame.width > 0 && frame.height > 0 {
+                        size_now = (u32::from(frame.width), u32::from(frame.height));
+                    }
                     let now = Instant::now();
                     // An answer that came before this frame must not count for it.
                     while let Ok(Incoming::Datagram(d)) = inbox.try_recv() {

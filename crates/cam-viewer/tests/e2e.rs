@@ -64,8 +64,10 @@ fn jpeg_directory_arrives_byte_for_byte_in_order() {
             "15",
         ],
     );
-    let (status, _) = client.summary(PATIENCE);
+    let (status, c) = client.summary(PATIENCE);
     assert!(status.success(), "{}", client.stderr());
+    // The size the files have, not --size's default.
+    assert_eq!((u(&c, "width"), u(&c, "height")), (320, 240), "{c}");
     let (status, v) = viewer.summary(PATIENCE);
     assert!(status.success(), "{}", viewer.stderr());
     assert_eq!(u(&v, "frames_saved"), 15);
