@@ -57,6 +57,12 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         );
     }
     log::info!("{}", protocol::describe(config, sender.as_ref()));
+    if config.protocol == Protocol::Rtp && config.fps == 0 {
+        log::warn!(
+            "--fps 0 with --protocol rtp: nothing acknowledges RTP frames, so they leave as fast \
+             as the source makes them and a receiver may drop them; give a rate with --fps N"
+        );
+    }
     if let Some(path) = &config.sdp {
         write_sdp(path, config)?;
     }
