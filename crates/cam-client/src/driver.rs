@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use cam_net::batch::{BatchSender, Batching};
 use cam_net::wait::time_to_wait;
 use cam_proto::adapt::{AdaptConfig, Adapter, Scale, Settings};
-use cam_proto::machine::{SendEvent, Transmit};
+use cam_proto::machine::{FrameSender, SendEvent, Transmit};
 use cam_proto::sim::Link;
 use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 
@@ -26,6 +26,8 @@ use crate::summary::Summary;
 
 /// Datagrams from the receiver waiting for the loop; answers are small and few.
 const INBOX: usize = 1024;
+/// Longest the loop blocks, so Ctrl-C and the end of a run are seen promptly.
+const MAX_IDLE: Duration = Duration::from_millis(100);
 /// Link adaptation never takes JPEG quality below this; it shrinks the picture instead.
 const MIN_ADAPT_QUALITY: u8 = 30;
 
@@ -127,7 +129,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                 failure = Some(protocol::full_message(config));
                 break;
             }
-            connection.full(&protocol::full_message(config));
+            connection.full(|| protocol::full_message(config));
         }
         if sender.expects_answers() && !heard && give_up_at.is_some_and(|t| now >= t) {
             failure = Some(protocol::no_answer_message(
@@ -200,6 +202,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                 // Only while nobody has answered: once past, it would turn this loop into a spin.
                 give_up_at.filter(|_| !heard && sender.expects_answers()),
             ],
+            MAX_IDLE,
         );
         select! {
             recv(frames) -> item => match item {
@@ -211,9 +214,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                     }
                     let now = Instant::now();
                     // An answer that came before this frame must not count for it.
-                    while let Ok(Incoming::Datagram(d)) = inbox.try_recv() {
-                        sender.handle_datagram(now, config.viewer, &d);
-                    }
+                    take_waiting(&inbox, sender.as_mut(), now, config.viewer);
                     let fitted = match rtp_fit.as_mut() {
                         Some(fit) => fit.fit(frame),
                         None => Ok(frame),
@@ -237,11 +238,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
                     let now = Instant::now();
                     sender.handle_datagram(now, config.viewer, &d);
                     // Take everything that is waiting before the next round of transmissions.
-                    while let Ok(more) = inbox.try_recv() {
-                        if let Incoming::Datagram(d) = more {
-                            sender.handle_datagram(now, config.viewer, &d);
-                        }
-                    }
+                    take_waiting(&inbox, sender.as_mut(), now, config.viewer);
                 }
                 Ok(Incoming::Refused) => {
                     if let Some(why) = connection.refused(
@@ -292,6 +289,21 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(Summary, bool)> {
         size_now,
     );
     Ok((summary, failure.is_none()))
+}
+
+/// Feeds the sender every datagram already waiting. A refused port among them says nothing
+/// new: the loop hears of it from the next one.
+fn take_waiting(
+    inbox: &Receiver<Incoming>,
+    sender: &mut dyn FrameSender,
+    now: Instant,
+    from: SocketAddr,
+) {
+    while let Ok(incoming) = inbox.try_recv() {
+        if let Incoming::Datagram(d) = incoming {
+            sender.handle_datagram(now, from, &d);
+        }
+    }
 }
 
 /// `--sdp FILE`: the session description a player on the receiving side opens. Logged too,

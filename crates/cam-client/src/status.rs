@@ -135,9 +135,9 @@ impl Connection {
 
     /// The receiver refuses this stream as one too many: logged once; the client keeps
     /// trying (`--give-up never`), since a place may come free.
-    pub fn full(&mut self, why: &str) {
+    pub fn full(&mut self, why: impl FnOnce() -> String) {
         if !self.full_logged {
-            log::warn!("{why}; still trying");
+            log::warn!("{}; still trying", why());
             self.full_logged = true;
         }
     }

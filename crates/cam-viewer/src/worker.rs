@@ -231,16 +231,15 @@ impl Worker {
 
     fn wait_and_receive(&mut self, buf: &mut [u8]) -> Result<()> {
         let now = Instant::now();
-        let mut wake = [
-            self.receiver.poll_timeout(),
-            self.link.as_ref().and_then(Link::next_delivery),
-            self.config.end_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
-        .min(MAX_WAIT);
+        let mut wake = cam_net::wait::time_to_wait(
+            now,
+            [
+                self.receiver.poll_timeout(),
+                self.link.as_ref().and_then(Link::next_delivery),
+                self.config.end_at,
+            ],
+            MAX_WAIT,
+        );
         // Frames waiting anywhere: credit reopens as the decoder takes them; say so promptly.
         if !self.pending.is_empty() || !self.frames.is_empty() {
             wake = wake.min(Duration::from_millis(2));
