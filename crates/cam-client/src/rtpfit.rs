@@ -33,10 +33,9 @@ impl RtpFit {
     pub fn fit(&mut self, mut frame: OutgoingFrame) -> Result<OutgoingFrame, SendError> {
         let why = match check_jpeg(&frame.data) {
             Ok(_) => return Ok(frame),
-            Err(e) if e.is_size() => return Err(SendError::Unfit(e.to_string())),
             Err(e) if e.needs_reencode() => e,
-            // Not a JPEG we can read: the sender refuses it the same way.
-            Err(e) => return Err(SendError::Unfit(format!("cannot send as RTP/JPEG: {e}"))),
+            // A size no re-encoding can fix, or a damaged frame: as the sender would judge it.
+            Err(e) => return Err(e.send_error()),
         };
         frame.data = reencode(&frame.data, self.quality, &why)?;
         self.reencoded += 1;
@@ -51,11 +50,11 @@ impl RtpFit {
     }
 }
 
+/// A frame that cannot be decoded is skipped like a damaged one: the next may be fine.
 fn reencode(jpeg: &[u8], quality: u8, why: &JpegError) -> Result<Vec<u8>, SendError> {
     let unfit = |e: turbojpeg::Error| {
-        SendError::Unfit(format!(
-            "cannot re-encode a frame for RTP/JPEG ({why}): {e}"
-        ))
+        log::debug!("cannot re-encode a frame for RTP/JPEG ({why}): {e}; skipped");
+        SendError::Empty
     };
     let image = turbojpeg::decompress(jpeg, PixelFormat::RGB).map_err(unfit)?;
     let out = turbojpeg::compress(image.as_deref(), i32::from(quality), Subsamp::Sub2x2)
@@ -120,6 +119,15 @@ mod tests {
             JpegError::NonStandardHuffman
         );
         assert!(check_jpeg(&fit.fit(frame(optimised)).unwrap().data).is_ok());
+    }
+
+    #[test]
+    fn a_damaged_frame_is_skipped_not_the_end_of_the_run() {
+        let mut fit = RtpFit::new(80);
+        for damaged in [&b"\xff\xd8 not a jpeg"[..], b"plain garbage", b""] {
+            let err = fit.fit(frame(damaged.to_vec())).unwrap_err();
+            assert!(!err.is_fatal(), "{err}");
+        }
     }
 
     #[test]

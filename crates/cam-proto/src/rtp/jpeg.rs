@@ -153,6 +153,23 @@ impl JpegError {
     pub fn is_size(&self) -> bool {
         matches!(self, JpegError::Size { .. })
     }
+
+    /// What a sender makes of a frame it cannot send as it is: a size RTP/JPEG cannot say
+    /// ends the run (every frame will have it); an encoding that needs re-encoding too, when
+    /// nobody re-encoded it; a damaged frame is skipped, the next one may be fine.
+    pub fn send_error(&self) -> crate::machine::SendError {
+        use crate::machine::SendError;
+        if self.is_size() {
+            SendError::Unfit(self.to_string())
+        } else if self.needs_reencode() {
+            SendError::Unfit(format!(
+                "{self} (check frames with rtp::check_jpeg and re-encode those whose error needs_reencode())"
+            ))
+        } else {
+            log::debug!("not sending a frame RTP/JPEG cannot read: {self}");
+            SendError::Empty
+        }
+    }
 }
 
 /// What RTP/JPEG carries of a JPEG.

@@ -206,8 +206,10 @@ impl Stream {
     fn report_block(&mut self, now: Instant) -> ReportBlock {
         let expected = self.max_ext + 1 - self.base_ext;
         let lost = expected as i64 - self.received as i64;
-        let expected_interval = expected - self.expected_prior;
-        let received_interval = self.received - self.received_prior;
+        // A sequence restart lowers `expected` below the last report's: an empty interval,
+        // not an underflow.
+        let expected_interval = expected.saturating_sub(self.expected_prior);
+        let received_interval = self.received.saturating_sub(self.received_prior);
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval as i64 - received_interval as i64;
@@ -367,6 +369,11 @@ impl RtpReceiver {
             Err(e) => return self.refuse(from, &format!("bad RTP/JPEG payload: {e}")),
         };
         let h = payload.header;
+        // Every fragment carries scan bytes; empty ones would cost bookkeeping and bring
+        // nothing (memory per frame is bounded by its bytes).
+        if payload.data.is_empty() {
+            return self.refuse(from, "RTP/JPEG packet without scan data");
+        }
         if h.jpeg_type & !64 > 1 {
             return self.refuse(from, "RTP/JPEG type other than 0, 1, 64, 65");
         }
@@ -682,18 +689,28 @@ impl RtpReceiver {
                         && (m.tries < config.max_nacks
                             || m.last_nack.is_some_and(|t| now < t + config.nack_interval))
                 });
+                // A NACK item names a packet and the 16 after it. Only packets that fit the
+                // items this NACK may carry count as asked for: the rest keep their tries
+                // for the next one.
+                let mut items = 0;
+                let mut item_start: Option<u64> = None;
                 for (&ext, m) in s.missing.iter_mut() {
-                    if seqs.len() >= MAX_NACK_ITEMS * 17 {
-                        break;
-                    }
                     let due = now >= m.since + config.reorder_wait
                         && m.tries < config.max_nacks
                         && m.last_nack.is_none_or(|t| now >= t + config.nack_interval);
-                    if due {
-                        m.tries += 1;
-                        m.last_nack = Some(now);
-                        seqs.push(ext as u16);
+                    if !due {
+                        continue;
                     }
+                    if !item_start.is_some_and(|start| (1..=16).contains(&(ext - start))) {
+                        if items == MAX_NACK_ITEMS {
+                            break;
+                        }
+                        items += 1;
+                        item_start = Some(ext);
+                    }
+                    m.tries += 1;
+                    m.last_nack = Some(now);
+                    seqs.push(ext as u16);
                 }
             }
             let report_due = s.next_report.is_some_and(|t| now >= t);
@@ -712,8 +729,8 @@ impl RtpReceiver {
                 });
             }
             if !seqs.is_empty() {
-                let mut nack = NackRepr::from_seqs(self.ssrc, s.ssrc, &seqs);
-                nack.items.truncate(MAX_NACK_ITEMS);
+                let nack = NackRepr::from_seqs(self.ssrc, s.ssrc, &seqs);
+                debug_assert!(nack.items.len() <= MAX_NACK_ITEMS);
                 packets.push(RtcpRepr::Nack(nack));
                 self.nacks_sent += 1;
             }
@@ -836,6 +853,60 @@ mod tests {
         // a late packet from before the wrap stays in the old cycle
         assert_eq!(s.extend(65530), 65536 + 65530);
         assert_eq!(s.extend(4), 2 * 65536 + 4);
+    }
+
+    /// Holes too far apart to share NACK items: those beyond what one NACK carries are not
+    /// counted as asked for, and the next NACK names them.
+    #[test]
+    fn holes_beyond_one_nacks_items_are_asked_for_next_time() {
+        let t0 = Instant::now();
+        let peer = SocketAddr::from(([10, 0, 0, 2], 5004));
+        let config = RtpReceiverConfig::default();
+        let mut rx = RtpReceiver::new(config.clone());
+        let mut s = Stream::new(7, peer, 0, t0);
+        s.rtcp_peer = Some(peer);
+        let holes: Vec<u64> = (0..40u64).map(|i| s.base_ext + 1 + 20 * i).collect();
+        for &ext in &holes {
+            s.missing.insert(
+                ext,
+                Missing {
+                    since: t0,
+                    tries: 0,
+                    last_nack: None,
+                },
+            );
+        }
+        rx.streams.push(s);
+        let named = |rx: &mut RtpReceiver| -> Vec<u16> {
+            let mut out = Vec::new();
+            while let Some((_, bytes)) = rx.transmits.pop_front() {
+                for p in RtcpRepr::parse_compound(&bytes).unwrap() {
+                    if let RtcpRepr::Nack(n) = p {
+                        assert!(n.items.len() <= MAX_NACK_ITEMS);
+                        out.extend(n.seqs());
+                    }
+                }
+            }
+            out
+        };
+        let t1 = t0 + config.reorder_wait;
+        rx.queue_rtcp(t1);
+        let first = named(&mut rx);
+        assert_eq!(first.len(), MAX_NACK_ITEMS);
+        // Not sent, so not tried: still due at the next NACK.
+        let untried = rx.streams[0]
+            .missing
+            .values()
+            .filter(|m| m.tries == 0)
+            .count();
+        assert_eq!(untried, holes.len() - MAX_NACK_ITEMS);
+        rx.queue_rtcp(t1 + config.nack_interval / 2);
+        let second = named(&mut rx);
+        let mut all: Vec<u16> = first.into_iter().chain(second).collect();
+        all.sort_unstable();
+        all.dedup();
+        let expected: Vec<u16> = holes.iter().map(|&e| e as u16).collect();
+        assert_eq!(all, expected, "every hole asked for within two NACKs");
     }
 
     #[test]

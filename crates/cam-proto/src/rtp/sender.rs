@@ -354,7 +354,11 @@ impl RtpSender {
                 RtcpRepr::Nack(n) if n.media_ssrc == self.ssrc => {
                     self.rtp_stats.nacks_received += 1;
                     for seq in n.seqs() {
-                        match self.history.iter_mut().find(|(s, _, _)| *s == seq) {
+                        // Sequence numbers in the history are consecutive: index, don't search
+                        // (a NACK's size is the peer's to choose).
+                        let front = self.history.front().map_or(0, |(s, _, _)| *s);
+                        let at = usize::from(seq.wrapping_sub(front));
+                        match self.history.get_mut(at).filter(|(s, _, _)| *s == seq) {
                             Some((_, bytes, nacked)) => {
                                 if !*nacked {
                                     *nacked = true;
@@ -464,15 +468,7 @@ impl FrameSender for RtpSender {
     fn send_frame(&mut self, now: Instant, frame: OutgoingFrame) -> Result<u32, SendError> {
         self.send_jpeg(now, frame).map_err(|e| match e {
             RtpSendError::Send(e) => e,
-            RtpSendError::Jpeg(e) if e.is_size() => SendError::Unfit(e.to_string()),
-            RtpSendError::Jpeg(e) if e.needs_reencode() => SendError::Unfit(format!(
-                "{e} (check frames with rtp::check_jpeg and re-encode those whose error needs_reencode())"
-            )),
-            // A damaged frame from the camera: skip it, the next one may be fine.
-            RtpSendError::Jpeg(e) => {
-                log::debug!("not sending a frame RTP/JPEG cannot read: {e}");
-                SendError::Empty
-            }
+            RtpSendError::Jpeg(e) => e.send_error(),
         })
     }
 
