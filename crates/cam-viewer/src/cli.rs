@@ -132,9 +132,10 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_streams: usize,
 
-    /// A stream that sends nothing for this long leaves the grid and frees its place.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub stream_timeout: f64,
+    /// A stream that sends nothing for this long leaves the grid and frees its place:
+    /// seconds, or a number with s, m or h (at least 1 s).
+    #[arg(long, default_value = "10", value_name = "DURATION", value_parser = parse_duration)]
+    pub stream_timeout: Duration,
 
     /// Also serve the streams over HTTP on ADDR (e.g. 127.0.0.1:8080): a page with every
     /// stream at /, MJPEG at /stream and /stream/ID, the newest frame at /snapshot and
@@ -242,9 +243,9 @@ impl Config {
                 args.max_streams
             );
         }
-        if !(args.stream_timeout.is_finite() && args.stream_timeout >= 1.0) {
+        if args.stream_timeout < Duration::from_secs(1) {
             bail!(
-                "--stream-timeout {} must be at least 1 second",
+                "--stream-timeout {:?} must be at least 1 second",
                 args.stream_timeout
             );
         }
@@ -277,7 +278,7 @@ impl Config {
             psk,
             aead: args.aead.map(AeadChoice::from).unwrap_or_default(),
             max_streams: args.max_streams,
-            stream_timeout: Duration::from_secs_f64(args.stream_timeout),
+            stream_timeout: args.stream_timeout,
             http,
         })
     }
@@ -331,12 +332,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stream_timeout_takes_durations_and_refuses_absurd_ones() {
+        use clap::Parser;
+        let parse = |v: &str| Args::try_parse_from(["cam-viewer", "--stream-timeout", v]);
+        assert_eq!(
+            parse("90s").unwrap().stream_timeout,
+            Duration::from_secs(90)
+        );
+        // Once parsed as a float and given to Duration::from_secs_f64, which panicked.
+        assert!(parse("1e300").is_err());
+        assert!(parse("nan").is_err());
+    }
+
+    #[test]
     fn durations_in_seconds_minutes_and_hours() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2.5s").unwrap(), Duration::from_millis(2500));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        for bad in ["", "0", "-1", "m", "1d", "nan", "inf"] {
+        for bad in ["", "0", "-1", "m", "1d", "nan", "inf", "1e300"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
