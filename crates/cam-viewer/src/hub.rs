@@ -271,22 +271,25 @@ impl Hub {
     }
 
     /// Drops streams with no frame (and no start) for `timeout`; true if any went.
-    pub fn expire(&self, now: Instant, timeout: Duration) -> bool {
+    /// Drops the streams silent for `timeout`; returns their ids (their files can close).
+    pub fn expire(&self, now: Instant, timeout: Duration) -> Vec<String> {
         let mut inner = self.lock();
-        let (gone, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut inner.streams)
-            .into_iter()
-            .partition(|e| now.saturating_duration_since(e.last_heard) >= timeout);
-        inner.streams = kept;
-        for (i, e) in gone.iter().enumerate() {
-            log::info!("stream {} from {} left the grid", e.id, e.key.sender);
-            let state = e.state(i, now);
-            if inner.ended.len() < ENDED_KEPT {
-                inner.ended.push(state);
+        let mut gone = Vec::new();
+        for (tile, e) in std::mem::take(&mut inner.streams).into_iter().enumerate() {
+            if now.saturating_duration_since(e.last_heard) < timeout {
+                inner.streams.push(e);
+                continue;
             }
+            log::info!("stream {} from {} left the grid", e.id, e.key.sender);
+            // Its figures as they stood in the tile it had; the newest ENDED_KEPT are kept.
+            inner.ended.push(e.state(tile, now));
+            if inner.ended.len() > ENDED_KEPT {
+                inner.ended.remove(0);
+            }
+            gone.push(e.id);
         }
-        let gone = !gone.is_empty();
         drop(inner);
-        if gone {
+        if !gone.is_empty() {
             self.bump();
         }
         gone
@@ -432,8 +435,14 @@ mod tests {
         assert_eq!((states[0].id.as_str(), states[0].frames), ("0000000a", 2));
         assert_eq!(&*rx.borrow_and_update().as_ref().unwrap().bytes, b"dd");
         assert_eq!(hub.frame(d, 1, Arc::from(&b"d"[..]), (4, 3), None, t).1, 0);
-        assert!(hub.expire(t + Duration::from_secs(11), Duration::from_secs(10)));
+        // Both tiles time out; their ids go back so their files can close.
+        let mut gone = hub.expire(t + Duration::from_secs(11), Duration::from_secs(10));
+        gone.sort();
+        assert_eq!(gone, ["0000000a", "0000000b"]);
         assert!(hub.states(t).is_empty());
+        let ended = hub.all_states(t);
+        assert_eq!(ended.len(), 2);
+        assert_eq!((ended[0].tile, ended[1].tile), (1, 2), "the tiles they had");
     }
 
     #[test]

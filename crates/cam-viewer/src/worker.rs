@@ -120,8 +120,10 @@ struct Worker {
     /// Lines about streams starting, switching and stalling: one per event otherwise, and a
     /// flood of new stream ids (or classic senders) is one event per datagram.
     stream_log: RateLimit,
-    /// Per stream (by hub id): where its frames are saved and recorded.
+    /// Per stream served (by hub id): where its frames are saved and recorded.
     files: std::collections::HashMap<String, StreamFiles>,
+    /// Streams that have had files, over the run.
+    files_opened: u64,
     /// Ceiling on frames waiting for the decoder: lower while a queue stands (backlog.rs).
     backlog: crate::backlog::Backlog,
     /// GRO where the kernel has it: one receive, many datagrams (cam-net batch.rs).
@@ -157,6 +159,7 @@ impl Worker {
             refusals,
             stream_log: RateLimit::per_event(),
             files: Default::default(),
+            files_opened: 0,
             backlog: crate::backlog::Backlog::new(
                 frames.capacity().unwrap_or(1),
                 frames.capacity().unwrap_or(1) + PENDING_MAX,
@@ -202,7 +205,11 @@ impl Worker {
             self.log_left_out(left_out);
             if now >= next_publish {
                 self.publish_live(now);
-                self.config.hub.expire(now, self.config.stream_timeout);
+                // A stream gone from the grid closes its folder and recording: files and
+                // recorder threads follow the streams served, not every stream ever seen.
+                for id in self.config.hub.expire(now, self.config.stream_timeout) {
+                    self.files.remove(&id);
+                }
                 next_publish = now + PUBLISH_INTERVAL;
             }
             let done = self
@@ -413,7 +420,9 @@ impl Worker {
             return;
         }
         if !self.files.contains_key(id) {
-            let first = self.files.is_empty();
+            // The first stream ever keeps the paths as given; later ones get their own.
+            let first = self.files_opened == 0;
+            self.files_opened += 1;
             let files = self.open_files(id, first);
             self.files.insert(id.to_owned(), files);
         }
