@@ -54,12 +54,7 @@ fn run() -> Result<(), String> {
             capture_ts_us: None,
             sender: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             completed_at: Instant::now(),
-            stream: cam_viewer::hub::StreamKey {
-                stream_id: 0,
-                sender: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            },
             stream_label: "file".into(),
-            tile: 0,
         };
         tx.send(frame).map_err(|e| e.to_string())?;
         format!("file {source}")

@@ -844,12 +844,7 @@ mod tests {
             capture_ts_us: None,
             sender,
             completed_at: Instant::now(),
-            stream: crate::hub::StreamKey {
-                stream_id: 1,
-                sender,
-            },
             stream_label: label.into(),
-            tile: 0,
         }
     }
 

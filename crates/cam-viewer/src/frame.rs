@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::hub::StreamKey;
-
 /// A complete, CRC-verified frame: the JPEG bytes exactly as the sender sent them.
 #[derive(Debug, Clone)]
 pub struct ReceivedFrame {
@@ -22,10 +20,6 @@ pub struct ReceivedFrame {
     pub sender: SocketAddr,
     /// When the last byte of the frame arrived.
     pub completed_at: Instant,
-    /// Which stream it belongs to, as the protocol names it.
-    pub stream: StreamKey,
     /// The stream's id in URLs, `/state` and labels (see `hub`).
     pub stream_label: String,
-    /// The stream's place in the grid, from 0.
-    pub tile: usize,
 }

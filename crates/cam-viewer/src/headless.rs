@@ -148,12 +148,7 @@ mod tests {
             capture_ts_us: None,
             sender: "127.0.0.1:5000".parse().unwrap(),
             completed_at: Instant::now(),
-            stream: crate::hub::StreamKey {
-                stream_id: 1,
-                sender: "127.0.0.1:5000".parse().unwrap(),
-            },
             stream_label: "00000001".into(),
-            tile: 0,
         }
     }
 

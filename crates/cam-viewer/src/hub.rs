@@ -6,7 +6,7 @@
 //! stream per sender) and RTP (stream id = SSRC) all land here alike.
 //!
 //! The newest frame of each stream is kept once, as `Arc<[u8]>` holding the exact bytes
-//! received, with a sequence number that grows by one per frame. Readers (an HTTP client, the
+//! received. Readers (an HTTP client, the
 //! page) hold a `watch::Receiver`: waiting for a frame newer than the one they sent last is
 //! `changed().await`, and a slow reader that misses frames simply sees the newest one next.
 //! Nothing is queued per reader, so a reader costs the same memory however slow it is, and
@@ -34,8 +34,6 @@ pub struct StreamKey {
 /// The newest frame of a stream.
 #[derive(Debug, Clone)]
 pub struct Latest {
-    /// 1 for the stream's first frame, then one more per frame.
-    pub number: u64,
     /// Exactly the bytes received.
     pub bytes: Arc<[u8]>,
 }
@@ -49,7 +47,6 @@ struct Entry {
     key: StreamKey,
     /// `cam-client --name`, once its Name datagram came; labels fall back to id and sender.
     name: Option<String>,
-    started_at: Instant,
     last_heard: Instant,
     first_frame_at: Option<Instant>,
     last_frame_at: Option<Instant>,
@@ -94,11 +91,9 @@ pub struct StreamState {
 }
 
 /// Everything the worker shares with its readers.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
-    /// Bumped whenever a stream comes or goes, so that a page or grid can re-read the list.
-    streams_changed: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -112,24 +107,11 @@ struct Inner {
 /// Streams that ended kept for the summary.
 const ENDED_KEPT: usize = 256;
 
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            inner: Mutex::default(),
-            streams_changed: watch::Sender::new(0),
-        }
-    }
-}
-
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn bump(&self) {
-        self.streams_changed.send_modify(|n| *n += 1);
     }
 
     /// A stream started. `replaced`: the stream id it takes over from (a restarted client),
@@ -169,8 +151,6 @@ impl Hub {
             if let Some(latest) = newcomer.latest.borrow().clone() {
                 entry.latest.send_replace(Some(latest));
             }
-            drop(inner);
-            self.bump();
             return;
         }
         if known.is_some() {
@@ -182,8 +162,6 @@ impl Hub {
             entry.last_heard = now;
             entry.last_seq = None;
             entry.restarts += 1;
-            drop(inner);
-            self.bump();
             return;
         }
         inner.serial += 1;
@@ -201,7 +179,6 @@ impl Hub {
             id,
             key,
             name: None,
-            started_at: now,
             last_heard: now,
             first_frame_at: None,
             last_frame_at: None,
@@ -216,8 +193,6 @@ impl Hub {
             latency: Arc::default(),
             latest: watch::Sender::new(None),
         });
-        drop(inner);
-        self.bump();
     }
 
     /// A complete frame of `key`; returns its stream's id and tile (from 0) and the bytes
@@ -265,8 +240,7 @@ impl Hub {
             e.recent.pop_front();
         }
         e.latency.record(capture_ts_us);
-        let number = e.frames;
-        e.latest.send_replace(Some(Latest { number, bytes }));
+        e.latest.send_replace(Some(Latest { bytes }));
         (e.id.clone(), tile)
     }
 
@@ -288,10 +262,6 @@ impl Hub {
             }
             gone.push(e.id);
         }
-        drop(inner);
-        if !gone.is_empty() {
-            self.bump();
-        }
         gone
     }
 
@@ -308,11 +278,6 @@ impl Hub {
     /// The newest frame of stream `id` (the first stream when `None`).
     pub fn latest(&self, id: Option<&str>) -> Option<Latest> {
         self.subscribe(id).and_then(|rx| rx.borrow().clone())
-    }
-
-    /// Wakes when a stream comes or goes.
-    pub fn watch_streams(&self) -> watch::Receiver<u64> {
-        self.streams_changed.subscribe()
     }
 
     /// Every stream's figures as of `now`, in tile order.
@@ -357,7 +322,6 @@ impl Entry {
             (Some(a), Some(b)) if b > a => (self.frames - 1) as f64 / (b - a).as_secs_f64(),
             _ => 0.0,
         };
-        let _ = self.started_at;
         StreamState {
             id: self.id.clone(),
             stream_id: format!("{:08x}", self.key.stream_id),

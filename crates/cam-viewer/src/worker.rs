@@ -301,7 +301,7 @@ impl Worker {
                         sender: frame.remote,
                     };
                     let jpeg: Arc<[u8]> = Arc::from(frame.data);
-                    let (id, tile) = self.config.hub.frame(
+                    let (id, _tile) = self.config.hub.frame(
                         key,
                         frame.seq,
                         Arc::clone(&jpeg),
@@ -322,9 +322,7 @@ impl Worker {
                         capture_ts_us: captured,
                         sender: canonical(frame.remote),
                         completed_at: frame.completed_at,
-                        stream: key,
                         stream_label: id,
-                        tile,
                     });
                 }
                 ReceiveEvent::StreamStarted {

@@ -22,10 +22,6 @@ impl CamstreamSender {
             peer,
         }
     }
-
-    pub fn inner(&self) -> &Sender {
-        &self.inner
-    }
 }
 
 impl FrameSender for CamstreamSender {

@@ -40,11 +40,6 @@ impl ClassicFrameSender {
         }
     }
 
-    /// Images the server said it lost ("lost frame").
-    pub fn frames_reported_lost(&self) -> u64 {
-        self.inner.stats().frames_reported_lost
-    }
-
     fn collect(&mut self) {
         while let Some(e) = self.inner.poll_event() {
             let Some(seq) = self.in_flight_seq.take() else {
