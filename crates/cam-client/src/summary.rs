@@ -1,5 +1,6 @@
 //! The JSON line the client prints last on stdout.
 
+use cam_net::output::round3;
 use std::time::Duration;
 
 use cam_proto::machine::{FrameSender, SendStats};
@@ -81,8 +82,4 @@ impl Summary {
             aead: sender.aead().map(Aead::name),
         }
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }

@@ -493,8 +493,9 @@ impl Sender {
         // A packet number never sent is not believed: no RTT sample, and for loss it means
         // no more than "everything sent so far".
         let mut ack = ack;
-        ack.largest_pn = ack.largest_pn.min(self.next_pn.saturating_sub(1));
-        if ack.largest_pn == datagram_largest_pn(&datagram) {
+        let claimed = ack.largest_pn;
+        ack.largest_pn = claimed.min(self.next_pn.saturating_sub(1));
+        if ack.largest_pn == claimed {
             self.take_rtt_sample(now, &ack);
         }
         let corrupt = ack.corrupt.wrapping_sub(self.corrupt_reported);
@@ -802,58 +803,61 @@ impl Sender {
                 built = true;
             }
         }
-        for frame in self.in_flight.iter_mut().filter(|_| !built) {
-            let seq = frame.seq;
-            let body = if frame.probe_pending {
-                frame.probe_pending = false;
-                self.stats.probes += 1;
-                Body::Probe
-            } else if frame.header_pending {
-                frame.header_pending = false;
-                if frame.header_pn != u64::MAX {
+        // A due Name goes first; otherwise the first frame with something to send.
+        if !built {
+            for frame in self.in_flight.iter_mut() {
+                let seq = frame.seq;
+                let body = if frame.probe_pending {
+                    frame.probe_pending = false;
+                    self.stats.probes += 1;
+                    Body::Probe
+                } else if frame.header_pending {
+                    frame.header_pending = false;
+                    if frame.header_pn != u64::MAX {
+                        sent_retransmit = true;
+                    }
+                    frame.header_pn = pn;
+                    if self.config.name.is_some() && self.name_at.is_none() {
+                        // The name follows the first header, once the stream can be adopted.
+                        self.name_at = Some(now);
+                    }
+                    Body::Header(frame.header)
+                } else if let Some(index) = frame.retransmit.pop_front() {
+                    frame.queued[index as usize] = false;
                     sent_retransmit = true;
+                    self.chunks_sent += 1;
+                    frame.sent_pn[index as usize] = pn;
+                    chunk_body(frame, index)
+                } else if frame.next_new < frame.chunk_count {
+                    let index = frame.next_new;
+                    frame.next_new += 1;
+                    self.chunks_sent += 1;
+                    frame.sent_pn[index as usize] = pn;
+                    chunk_body(frame, index)
+                } else {
+                    continue;
+                };
+                let kind = match body {
+                    Body::Probe => Kind::Probe,
+                    Body::Header(_) => Kind::Header,
+                    _ => Kind::Chunk,
+                };
+                Datagram {
+                    common: common(kind, seq),
+                    body,
                 }
-                frame.header_pn = pn;
-                if self.config.name.is_some() && self.name_at.is_none() {
-                    // The name follows the first header, once the stream can be adopted.
-                    self.name_at = Some(now);
+                .emit(buf);
+                frame.first_sent.get_or_insert(now);
+                frame.last_sent = now;
+                if sent_retransmit {
+                    frame.retransmits += 1;
                 }
-                Body::Header(frame.header)
-            } else if let Some(index) = frame.retransmit.pop_front() {
-                frame.queued[index as usize] = false;
-                sent_retransmit = true;
-                self.chunks_sent += 1;
-                frame.sent_pn[index as usize] = pn;
-                chunk_body(frame, index)
-            } else if frame.next_new < frame.chunk_count {
-                let index = frame.next_new;
-                frame.next_new += 1;
-                self.chunks_sent += 1;
-                frame.sent_pn[index as usize] = pn;
-                chunk_body(frame, index)
-            } else {
-                continue;
-            };
-            let kind = match body {
-                Body::Probe => Kind::Probe,
-                Body::Header(_) => Kind::Header,
-                _ => Kind::Chunk,
-            };
-            Datagram {
-                common: common(kind, seq),
-                body,
+                if !frame.has_data_pending() && frame.probe_at.is_none() {
+                    frame.probe_at = Some(now + pto);
+                }
+                built = true;
+                break;
             }
-            .emit(buf);
-            frame.first_sent.get_or_insert(now);
-            frame.last_sent = now;
-            if sent_retransmit {
-                frame.retransmits += 1;
-            }
-            if !frame.has_data_pending() && frame.probe_at.is_none() {
-                frame.probe_at = Some(now + pto);
-            }
-            built = true;
-            break;
         }
         if !built && self.zero_window_probe_pending {
             self.zero_window_probe_pending = false;
@@ -919,14 +923,6 @@ impl SentTimes<'_> {
     fn get(&self, pn: u64) -> Option<Instant> {
         let i = usize::try_from(pn.checked_sub(self.base)?).ok()?;
         self.times.get(i).copied()
-    }
-}
-
-/// The largest packet number as the ack's bytes said it (before any clamping).
-fn datagram_largest_pn(datagram: &Datagram<'_>) -> u64 {
-    match &datagram.body {
-        Body::Ack(a) => a.largest_pn,
-        _ => 0,
     }
 }
 

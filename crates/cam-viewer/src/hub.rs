@@ -12,6 +12,7 @@
 //! Nothing is queued per reader, so a reader costs the same memory however slow it is, and
 //! the worker never waits for one.
 
+use cam_net::output::round3;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -344,10 +345,6 @@ impl Entry {
             restarts: self.restarts,
         }
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The one JSON line the viewer prints on exit: the last line on stdout.
 
+use cam_net::output::round3;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -115,8 +116,4 @@ impl Summary {
             streams,
         }
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }

@@ -21,8 +21,8 @@ pub struct ClassicFrameSender {
     inner: ClassicSender,
     peer: SocketAddr,
     events: std::collections::VecDeque<SendEvent>,
+    /// Time from each image to its reply, summed: the round trip is this over the replies.
     reply_total: Duration,
-    replies: u32,
     next_seq: u32,
     in_flight_seq: Option<u32>,
 }
@@ -34,7 +34,6 @@ impl ClassicFrameSender {
             peer,
             events: Default::default(),
             reply_total: Duration::ZERO,
-            replies: 0,
             next_seq: 0,
             in_flight_seq: None,
         }
@@ -46,21 +45,19 @@ impl ClassicFrameSender {
                 continue;
             };
             self.events.push_back(match e {
-                ClassicSenderEvent::Replied { after, lost: false } => {
+                ClassicSenderEvent::Replied { after, lost } => {
                     self.reply_total += after;
-                    self.replies += 1;
-                    SendEvent::Acked {
-                        seq,
-                        delivery_time: after,
-                        retransmits: 0,
-                    }
-                }
-                ClassicSenderEvent::Replied { after, lost: true } => {
-                    self.reply_total += after;
-                    self.replies += 1;
-                    SendEvent::Abandoned {
-                        seq,
-                        reason: AbandonReason::ViewerGone,
+                    if lost {
+                        SendEvent::Abandoned {
+                            seq,
+                            reason: AbandonReason::ViewerGone,
+                        }
+                    } else {
+                        SendEvent::Acked {
+                            seq,
+                            delivery_time: after,
+                            retransmits: 0,
+                        }
                     }
                 }
                 ClassicSenderEvent::TimedOut => SendEvent::Abandoned {
@@ -133,7 +130,8 @@ impl FrameSender for ClassicFrameSender {
     }
     /// Mean time from sending an image to its reply: the classic protocol's round trip.
     fn rtt(&self) -> Option<Duration> {
-        (self.replies > 0).then(|| self.reply_total / self.replies)
+        let replies = u32::try_from(self.inner.stats().frames_replied).unwrap_or(u32::MAX);
+        (replies > 0).then(|| self.reply_total / replies)
     }
     fn stream_name(&self) -> String {
         "classic".into()
