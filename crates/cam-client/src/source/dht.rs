@@ -5,89 +5,17 @@
 //! convention; a strict JPEG decoder does not, and refuses a frame that names Huffman tables
 //! it never defined. Inserting the tables makes the frame a complete JPEG file.
 
-use cam_proto::rtp::jpeg::{STD_AC_CHROMA, STD_AC_LUMA, STD_DC_CHROMA, STD_DC_LUMA};
+use cam_proto::rtp::jpeg::push_standard_dht;
 
 use std::borrow::Cow;
 
 use super::jpeg::{self, JpegError, JpegScan};
 
-/// One Huffman table as a DHT segment carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HuffmanTable {
-    /// 0 for DC, 1 for AC.
-    pub class: u8,
-    /// Destination 0 (luminance) or 1 (chrominance), as the standard's examples use them.
-    pub id: u8,
-    /// `bits[i]`: how many codes are `i + 1` bits long (BITS, Figure K.1 / Table C.1).
-    pub bits: [u8; 16],
-    /// The symbols, in order of increasing code length (HUFFVAL).
-    pub values: &'static [u8],
-}
-
-impl HuffmanTable {
-    /// `Tc`/`Th` packed in one byte, as in the DHT segment (B.2.4.2).
-    fn class_and_id(&self) -> u8 {
-        self.class << 4 | self.id
-    }
-}
-
-/// The tables themselves are ITU T.81 Annex K.3's, kept once in `cam_proto::rtp::jpeg` (RTP/JPEG
-/// receivers rebuild the same ones); here they gain the class and id a DHT segment gives them.
-///
-/// Table K.3: luminance DC differences.
-pub const DC_LUMINANCE: HuffmanTable = HuffmanTable {
-    class: 0,
-    id: 0,
-    bits: STD_DC_LUMA.counts,
-    values: STD_DC_LUMA.symbols,
-};
-
-/// Table K.4: chrominance DC differences.
-pub const DC_CHROMINANCE: HuffmanTable = HuffmanTable {
-    class: 0,
-    id: 1,
-    bits: STD_DC_CHROMA.counts,
-    values: STD_DC_CHROMA.symbols,
-};
-
-/// Table K.5: luminance AC coefficients (run/size symbols, EOB 0x00 and ZRL 0xF0 included).
-pub const AC_LUMINANCE: HuffmanTable = HuffmanTable {
-    class: 1,
-    id: 0,
-    bits: STD_AC_LUMA.counts,
-    values: STD_AC_LUMA.symbols,
-};
-
-/// Table K.6: chrominance AC coefficients.
-pub const AC_CHROMINANCE: HuffmanTable = HuffmanTable {
-    class: 1,
-    id: 1,
-    bits: STD_AC_CHROMA.counts,
-    values: STD_AC_CHROMA.symbols,
-};
-
-/// The four tables in the order the segment holds them.
-pub const STANDARD_TABLES: [HuffmanTable; 4] =
-    [DC_LUMINANCE, AC_LUMINANCE, DC_CHROMINANCE, AC_CHROMINANCE];
-
-const DHT_MARKER: [u8; 2] = [0xFF, 0xC4];
-
-/// One DHT segment (marker included) defining all four standard tables: 420 bytes.
+/// One DHT segment (marker included) defining all four standard tables: 420 bytes. The
+/// tables are kept once, in `cam_proto::rtp::jpeg` (RTP/JPEG receivers rebuild the same).
 pub fn standard_dht_segment() -> Vec<u8> {
-    let body_len: usize = STANDARD_TABLES
-        .iter()
-        .map(|table| 1 + table.bits.len() + table.values.len())
-        .sum();
-    // The length field counts itself: 2 + 4 * 17 + 12 + 162 + 12 + 162 = 418.
-    let length = u16::try_from(2 + body_len).unwrap_or(u16::MAX);
-    let mut segment = Vec::with_capacity(2 + 2 + body_len);
-    segment.extend_from_slice(&DHT_MARKER);
-    segment.extend_from_slice(&length.to_be_bytes());
-    for table in &STANDARD_TABLES {
-        segment.push(table.class_and_id());
-        segment.extend_from_slice(&table.bits);
-        segment.extend_from_slice(table.values);
-    }
+    let mut segment = Vec::with_capacity(420);
+    push_standard_dht(&mut segment);
     segment
 }
 
@@ -129,6 +57,17 @@ fn insert_at(jpeg: &[u8], at: usize) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use cam_proto::rtp::jpeg::{
+        HuffmanSpec, STD_AC_CHROMA, STD_AC_LUMA, STD_DC_CHROMA, STD_DC_LUMA,
+    };
+
+    /// Annex K's tables with the class (0 DC, 1 AC) and destination a DHT gives them.
+    const STANDARD_TABLES: [(u8, u8, HuffmanSpec); 4] = [
+        (0, 0, STD_DC_LUMA),
+        (1, 0, STD_AC_LUMA),
+        (0, 1, STD_DC_CHROMA),
+        (1, 1, STD_AC_CHROMA),
+    ];
     use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
 
     /// A picture with edges, gradients and noise, so that many Huffman codes get used.
@@ -209,7 +148,7 @@ pub(crate) mod tests {
     fn standard_as_defined() -> Vec<(u8, u8, [u8; 16], Vec<u8>)> {
         let mut tables: Vec<_> = STANDARD_TABLES
             .iter()
-            .map(|t| (t.class, t.id, t.bits, t.values.to_vec()))
+            .map(|&(class, id, t)| (class, id, t.counts, t.symbols.to_vec()))
             .collect();
         tables.sort();
         tables
@@ -251,16 +190,16 @@ pub(crate) mod tests {
     fn tables_have_the_sizes_annex_k_gives() {
         let counts: Vec<usize> = STANDARD_TABLES
             .iter()
-            .map(|t| t.bits.iter().map(|&n| usize::from(n)).sum())
+            .map(|(_, _, t)| t.counts.iter().map(|&n| usize::from(n)).sum())
             .collect();
         assert_eq!(counts, [12, 162, 12, 162]);
-        for table in STANDARD_TABLES {
-            let count: usize = table.bits.iter().map(|&n| usize::from(n)).sum();
-            assert_eq!(count, table.values.len(), "{table:?}");
+        for (_, _, table) in STANDARD_TABLES {
+            let count: usize = table.counts.iter().map(|&n| usize::from(n)).sum();
+            assert_eq!(count, table.symbols.len(), "{table:?}");
             // Kraft: a complete prefix code never uses more than the code space, and the
             // all-ones code is left unused (C.2).
             let used: u32 = table
-                .bits
+                .counts
                 .iter()
                 .enumerate()
                 .map(|(i, &n)| u32::from(n) << (15 - i))

@@ -527,6 +527,23 @@ fn push_segment(out: &mut Vec<u8>, marker: u8, body: impl FnOnce(&mut Vec<u8>)) 
     out[start..start + 2].copy_from_slice(&len.to_be_bytes());
 }
 
+/// One DHT segment (marker included, 420 bytes) with the four Annex K tables, luma DC and
+/// AC then chroma DC and AC: what RTP/JPEG receivers and motion-JPEG decoders assume.
+pub fn push_standard_dht(out: &mut Vec<u8>) {
+    push_segment(out, 0xc4, |o| {
+        for (tc_th, spec) in [
+            (0x00, STD_DC_LUMA),
+            (0x10, STD_AC_LUMA),
+            (0x01, STD_DC_CHROMA),
+            (0x11, STD_AC_CHROMA),
+        ] {
+            o.push(tc_th);
+            o.extend(spec.counts);
+            o.extend(spec.symbols);
+        }
+    });
+}
+
 /// RFC 2435 Appendix B: a complete baseline JPEG from what RTP/JPEG carries. `jpeg_type`
 /// is 0/1 (64/65 with restart markers), `tables` luma then chroma in zig-zag order (16-bit
 /// entries above 255 make a 16-bit DQT), `scan` the entropy-coded data (an EOI at its end
@@ -561,18 +578,7 @@ pub fn rebuild_jpeg(
         o.extend(width.to_be_bytes());
         o.extend([3, 1, y_sampling, 0, 2, 0x11, 1, 3, 0x11, 1]);
     });
-    push_segment(out, 0xc4, |o| {
-        for (tc_th, spec) in [
-            (0x00, STD_DC_LUMA),
-            (0x10, STD_AC_LUMA),
-            (0x01, STD_DC_CHROMA),
-            (0x11, STD_AC_CHROMA),
-        ] {
-            o.push(tc_th);
-            o.extend(spec.counts);
-            o.extend(spec.symbols);
-        }
-    });
+    push_standard_dht(out);
     if jpeg_type >= TYPE_RESTART && restart_interval > 0 {
         push_segment(out, 0xdd, |o| o.extend(restart_interval.to_be_bytes()));
     }
