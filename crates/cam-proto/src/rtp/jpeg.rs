@@ -6,6 +6,7 @@
 //! RTP/JPEG only if it is baseline, 8-bit, 3-component YCbCr 4:2:0 or 4:2:2, uses those
 //! standard tables, and has a size the 8-bit width/8 and height/8 fields can say.
 
+use crate::wire::read_u16;
 use std::ops::Range;
 
 /// ITU T.81 Annex K: natural-order (row-major) luminance quantization table (K.1).
@@ -212,10 +213,6 @@ struct Component {
     tq: u8,
 }
 
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
 /// Reads a JPEG and says what RTP/JPEG would carry of it, or why it cannot.
 pub fn check_jpeg(jpeg: &[u8]) -> Result<JpegInfo, JpegError> {
     if jpeg.len() < 2 || jpeg[..2] != [0xff, 0xd8] {
@@ -248,7 +245,7 @@ pub fn check_jpeg(jpeg: &[u8]) -> Result<JpegInfo, JpegError> {
             _ => {}
         }
         let len_bytes = jpeg.get(pos..pos + 2).ok_or(JpegError::Truncated)?;
-        let len = usize::from(be16(len_bytes));
+        let len = usize::from(read_u16(len_bytes));
         if len < 2 {
             return Err(JpegError::Malformed(marker));
         }
@@ -262,8 +259,8 @@ pub fn check_jpeg(jpeg: &[u8]) -> Result<JpegInfo, JpegError> {
                 if seg[0] != 8 {
                     return Err(JpegError::Precision(seg[0]));
                 }
-                let height = be16(&seg[1..3]);
-                let width = be16(&seg[3..5]);
+                let height = read_u16(&seg[1..3]);
+                let width = read_u16(&seg[3..5]);
                 let n = seg[5];
                 if seg.len() != 6 + 3 * usize::from(n) {
                     return Err(JpegError::Malformed(marker));
@@ -314,7 +311,7 @@ pub fn check_jpeg(jpeg: &[u8]) -> Result<JpegInfo, JpegError> {
                     let mut t = [0u16; 64];
                     for (k, v) in t.iter_mut().enumerate() {
                         *v = if pq == 1 {
-                            be16(&body[2 * k..])
+                            read_u16(&body[2 * k..])
                         } else {
                             u16::from(body[k])
                         };
@@ -327,7 +324,7 @@ pub fn check_jpeg(jpeg: &[u8]) -> Result<JpegInfo, JpegError> {
                 if seg.len() != 2 {
                     return Err(JpegError::Malformed(marker));
                 }
-                restart_interval = be16(seg);
+                restart_interval = read_u16(seg);
             }
             0xda => {
                 let (width, height, comps) = components.ok_or(JpegError::NoFrameHeader)?;

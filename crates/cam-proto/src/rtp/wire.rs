@@ -30,12 +30,7 @@ mod field {
 /// Length of the fixed RTP header (no CSRCs, no extension).
 pub const RTP_HEADER_LEN: usize = field::CSRC;
 
-pub(super) fn read_u16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-pub(super) fn read_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
+pub(super) use crate::wire::{read_u16, read_u32};
 
 /// A checked view over an RTP packet.
 #[derive(Debug, Clone)]

@@ -138,10 +138,10 @@ impl Kind {
     }
 }
 
-fn read_u16(b: &[u8]) -> u16 {
+pub(crate) fn read_u16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
-fn read_u32(b: &[u8]) -> u32 {
+pub(crate) fn read_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 fn read_u64(b: &[u8]) -> u64 {
