@@ -18,17 +18,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    client_bin, count_files, free_udp_port, start_client, start_viewer, u, viewer_bin, wait_until,
-    Proc, TempDir, PATIENCE,
+    client_bin, count_files, free_udp_port, pattern_client, start_viewer, u, viewer_bin,
+    wait_until, Proc, TempDir, PATIENCE,
 };
 
 const CLIENT: [&str; 6] = ["--source", "pattern", "--size", "320x240", "--fps", "20"];
-
-fn client_for(port: u16, frames: &str) -> Proc {
-    let mut args = CLIENT.to_vec();
-    args.extend(["--frames", frames]);
-    start_client(port, &args)
-}
 
 #[test]
 fn a_failed_save_stops_saving_and_the_stream_acks_and_summary_go_on() {
@@ -40,7 +34,7 @@ fn a_failed_save_stops_saving_and_the_stream_acks_and_summary_go_on() {
         "--save-frames",
         frames_dir.to_str().unwrap(),
     ]);
-    let mut client = client_for(port, "60");
+    let mut client = pattern_client(port, "20", "60");
     assert!(
         wait_until(PATIENCE, || count_files(&frames_dir) >= 5),
         "no frames saved; viewer stderr:\n{}",
@@ -91,7 +85,7 @@ fn a_failed_record_write_stops_recording_and_the_stream_acks_and_summary_go_on()
         "{}",
         viewer.stderr()
     );
-    let mut client = client_for(port, "60");
+    let mut client = pattern_client(port, "20", "60");
     let (status, summary) = viewer.summary(PATIENCE);
     let stderr = viewer.stderr();
     assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
@@ -175,7 +169,7 @@ fn a_viewer_whose_stdout_and_stderr_close_goes_on_streaming() {
     drop(stderr);
     drop(viewer.stdout.take());
 
-    let mut client = client_for(port, "60");
+    let mut client = pattern_client(port, "20", "60");
     let (_, sent) = client.summary(PATIENCE);
     assert_eq!(u(&sent, "frames_acked"), 60, "{sent}");
     let status = wait_child(&mut viewer, PATIENCE);

@@ -9,25 +9,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{start_client, wait_until, TempDir, PATIENCE};
+use common::procs::{start_client, wait_until, write_solid_jpeg, TempDir, PATIENCE};
 use common::web::{get, start_http_viewer};
-
-/// A 320x240 JPEG of one colour.
-fn solid_jpeg(path: &std::path::Path, rgb: [u8; 3]) {
-    let pixels: Vec<u8> = (0..320 * 240).flat_map(|_| rgb).collect();
-    let mut c = turbojpeg::Compressor::new().unwrap();
-    c.set_quality(90).unwrap();
-    let jpeg = c
-        .compress_to_vec(turbojpeg::Image {
-            pixels: &pixels[..],
-            width: 320,
-            pitch: 960,
-            height: 240,
-            format: turbojpeg::PixelFormat::RGB,
-        })
-        .unwrap();
-    std::fs::write(path, jpeg).unwrap();
-}
 
 /// Pixels of the RGBA screenshot within 40 of `rgb` in every channel.
 fn count_near(png_path: &std::path::Path, rgb: [u8; 3]) -> (usize, usize) {
@@ -51,8 +34,8 @@ fn chromium_shows_both_cameras_on_the_page() {
     let dir = TempDir::new("page");
     let red = dir.path().join("red.jpg");
     let blue = dir.path().join("blue.jpg");
-    solid_jpeg(&red, [220, 30, 30]);
-    solid_jpeg(&blue, [30, 60, 220]);
+    write_solid_jpeg(&red, [220, 30, 30]);
+    write_solid_jpeg(&blue, [30, 60, 220]);
     let (_viewer, port, http) = start_http_viewer(&[]);
     let _a = start_client(
         port,

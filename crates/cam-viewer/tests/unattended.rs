@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::procs::{start_client, start_viewer, u, wait_until, TempDir, PATIENCE};
+use common::procs::{pattern_client, start_viewer, u, wait_until, TempDir, PATIENCE};
 
 /// ffprobe's view of the file's video stream.
 fn ffprobe(path: &Path) -> serde_json::Value {
@@ -57,15 +57,6 @@ fn avi_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn pattern_client(port: u16, fps: &str, frames: &str) -> common::procs::Proc {
-    start_client(
-        port,
-        &[
-            "--source", "pattern", "--size", "320x240", "--fps", fps, "--frames", frames,
-        ],
-    )
 }
 
 /// The frames count of the headless viewer's latest status line.

@@ -8,27 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::procs::{client_bin, free_udp_port, viewer_bin, Proc, TempDir, PATIENCE};
+use common::procs::{
+    client_bin, free_udp_port, viewer_bin, write_solid_jpeg, Proc, TempDir, PATIENCE,
+};
 use common::xwin::{color_near, find_window, screenshot, wait_for_title, Image, Xvfb};
 
 const RED: [u8; 3] = [220, 30, 30];
 const BLUE: [u8; 3] = [30, 60, 220];
-
-fn solid_jpeg(path: &std::path::Path, rgb: [u8; 3]) {
-    let pixels: Vec<u8> = (0..320 * 240).flat_map(|_| rgb).collect();
-    let mut c = turbojpeg::Compressor::new().unwrap();
-    c.set_quality(90).unwrap();
-    let jpeg = c
-        .compress_to_vec(turbojpeg::Image {
-            pixels: &pixels[..],
-            width: 320,
-            pitch: 960,
-            height: 240,
-            format: turbojpeg::PixelFormat::RGB,
-        })
-        .unwrap();
-    std::fs::write(path, jpeg).unwrap();
-}
 
 /// Share of the shot's pixels near `rgb`.
 fn share(shot: &Image, rgb: [u8; 3]) -> f64 {
@@ -73,8 +59,8 @@ fn two_cameras_share_the_window_and_each_can_be_shown_alone() {
     let xvfb = Xvfb::start();
     let dir = TempDir::new("grid");
     let (red, blue) = (dir.path().join("red.jpg"), dir.path().join("blue.jpg"));
-    solid_jpeg(&red, RED);
-    solid_jpeg(&blue, BLUE);
+    write_solid_jpeg(&red, RED);
+    write_solid_jpeg(&blue, BLUE);
     let port = free_udp_port();
     let mut viewer = Proc::start_with(xvfb.command(viewer_bin()).args([
         "--bind",

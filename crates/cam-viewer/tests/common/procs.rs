@@ -299,6 +299,33 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// A client streaming the 320x240 test card at `fps`, for `frames` frames.
+pub fn pattern_client(port: u16, fps: &str, frames: &str) -> Proc {
+    start_client(
+        port,
+        &[
+            "--source", "pattern", "--size", "320x240", "--fps", fps, "--frames", frames,
+        ],
+    )
+}
+
+/// Writes a 320x240 JPEG of one colour to `path`: a picture a screenshot can find.
+pub fn write_solid_jpeg(path: &Path, rgb: [u8; 3]) {
+    let pixels: Vec<u8> = (0..320 * 240).flat_map(|_| rgb).collect();
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(90).unwrap();
+    let jpeg = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: &pixels[..],
+            width: 320,
+            pitch: 960,
+            height: 240,
+            format: turbojpeg::PixelFormat::RGB,
+        })
+        .unwrap();
+    std::fs::write(path, jpeg).unwrap();
+}
+
 /// Writes `count` distinct JPEGs (noise, so they are of realistic size) into `dir`.
 pub fn write_jpegs(dir: &Path, count: usize, width: usize, height: usize) -> Vec<Vec<u8>> {
     let mut compressor = turbojpeg::Compressor::new().unwrap();
