@@ -40,6 +40,9 @@ const DECODE_BUDGET: Duration = Duration::from_millis(16);
 /// last picture is re-sent this often to repair such damage.
 const REPAINT_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often the window re-reads the streams' list and figures from the hub.
+const STATES_INTERVAL: Duration = Duration::from_millis(200);
+
 /// A picture with no newer frame for longer than this is marked STALLED.
 pub const STALL_AFTER: Duration = Duration::from_secs(1);
 
@@ -145,6 +148,8 @@ fn window_loop(
     let mut last_blit: Option<Instant> = None;
     let mut canvas: Vec<u32> = Vec::new();
     let mut mouse_was_down = false;
+    let mut states: Vec<crate::hub::StreamState> = Vec::new();
+    let mut states_at: Option<Instant> = None;
 
     loop {
         let pressed: Vec<Command> = commands.borrow_mut().drain(..).collect();
@@ -194,7 +199,21 @@ fn window_loop(
         }
         view.rates.record(&opts.live.snapshot());
         let now = Instant::now();
-        let states = opts.hub.states(now);
+        // The streams' figures cost a sort of latency samples each, under the lock the
+        // receive worker takes for every frame: read them a few times a second, not per
+        // refresh (labels and figures follow within STATES_INTERVAL).
+        // A tile the figures do not know yet (a new stream) reads them at once: `follow`
+        // keeps only the tiles they list.
+        let unknown_tile = tiles
+            .list
+            .iter()
+            .any(|t| !states.iter().any(|s| s.id == t.id));
+        if unknown_tile
+            || states_at.is_none_or(|t| now.saturating_duration_since(t) >= STATES_INTERVAL)
+        {
+            states = opts.hub.states(now);
+            states_at = Some(now);
+        }
         let regrouped = tiles.follow(&states);
 
         let window_size = window.get_size();

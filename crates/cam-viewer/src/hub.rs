@@ -323,6 +323,7 @@ impl Entry {
             (Some(a), Some(b)) if b > a => (self.frames - 1) as f64 / (b - a).as_secs_f64(),
             _ => 0.0,
         };
+        let p50_p99 = self.latency.percentiles_ms([0.5, 0.99]);
         StreamState {
             id: self.id.clone(),
             stream_id: format!("{:08x}", self.key.stream_id),
@@ -337,8 +338,8 @@ impl Entry {
             fps: round3(fps),
             kbps: round3(kbps),
             fps_mean: round3(fps_mean),
-            latency_p50_ms: self.latency.percentile_ms(0.5).map(round3),
-            latency_p99_ms: self.latency.percentile_ms(0.99).map(round3),
+            latency_p50_ms: p50_p99.map(|[p50, _]| round3(p50)),
+            latency_p99_ms: p50_p99.map(|[_, p99]| round3(p99)),
             idle_s: self
                 .last_frame_at
                 .map(|t| round3(now.saturating_duration_since(t).as_secs_f64())),

@@ -56,14 +56,22 @@ impl LatencyRecorder {
 
     /// The `p`-quantile (0..=1) in milliseconds, if any frame was recorded.
     pub fn percentile_ms(&self, p: f64) -> Option<f64> {
+        self.percentiles_ms([p]).map(|[v]| v)
+    }
+
+    /// Several quantiles from one sort of the samples.
+    pub fn percentiles_ms<const N: usize>(&self, ps: [f64; N]) -> Option<[f64; N]> {
         let s = self.samples.lock().ok()?;
         if s.micros.is_empty() {
             return None;
         }
         let mut sorted = s.micros.clone();
+        drop(s);
         sorted.sort_unstable();
-        let i = ((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
-        Some(f64::from(sorted[i]) / 1000.0)
+        Some(ps.map(|p| {
+            let i = ((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
+            f64::from(sorted[i]) / 1000.0
+        }))
     }
 }
 
@@ -85,6 +93,8 @@ mod tests {
         let p99 = r.percentile_ms(0.99).unwrap();
         assert!((49.0..53.0).contains(&p50), "{p50}");
         assert!((98.0..102.0).contains(&p99), "{p99}");
+        // One sort for both gives what two separate ones give.
+        assert_eq!(r.percentiles_ms([0.5, 0.99]), Some([p50, p99]));
     }
 
     #[test]
